@@ -1,0 +1,59 @@
+# dlkit course kit. Every target creates/uses the virtual environment in .venv.
+#   make lab      install the kit and open JupyterLab on notebooks/
+#   make test     install dev dependencies, run pytest (library, release, autograder) and nbval
+#   make release  student edition in release/ (nbgrader generate_assignment + stubbed dlkit)
+#   make grade    ASSIGNMENT=03_optimization: grade nbgrader's submitted/ tree in the sandbox
+#   make bench    print the benchmark figures (see benchmarks/RESULTS.md)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+JOBS   ?= 2
+ASSIGNMENT ?=
+WORKERS ?= 2
+
+.PHONY: lab test test-lib test-notebooks release grade bench clean help
+
+help:
+	@sed -n '2,7p' Makefile
+
+$(VENV)/.python-ok:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dlkit needs Python >= 3.10, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	@touch $@
+
+$(VENV)/.installed-base: $(VENV)/.python-ok pyproject.toml
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-base
+	$(PIP) install -e '.[dev]'
+	@touch $@
+
+lab: $(VENV)/.installed-base
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+
+# pytest exits 5 when it collected nothing; make treats every non-zero exit as a failure.
+test: test-lib test-notebooks
+
+test-lib: $(VENV)/.installed-dev
+	$(PY) -m pytest -n $(JOBS) tests
+
+test-notebooks: $(VENV)/.installed-dev
+	MPLBACKEND=Agg $(PY) -m pytest -n $(JOBS) --dist loadfile -p no:cacheprovider \
+		--nbval-lax --nbval-cell-timeout=120 notebooks
+
+release: $(VENV)/.installed-base
+	$(PY) -m autograder release --out release
+
+grade: $(VENV)/.installed-base
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<id> [COURSE=.] [WORKERS=2]"; exit 2; }
+	$(PY) -m autograder batch --course-dir $(or $(COURSE),.) --assignment $(ASSIGNMENT) --workers $(WORKERS)
+
+bench: $(VENV)/.installed-dev
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) release .pytest_cache .hypothesis

@@ -1,0 +1,18 @@
+"""dlkit: a small, readable deep learning library for the course notebooks.
+
+    >>> import dlkit
+    >>> x = dlkit.tensor([[1.0, 2.0]], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad.numpy()
+    array([[2., 4.]], dtype=float32)
+"""
+from .backend import available_backends, get_backend, set_backend, BackendUnavailable
+from .autograd import Tensor, tensor, grad, no_grad, is_grad_enabled
+from .ops import (
+    exp, log, relu, tanh, sigmoid, logsumexp, log_softmax, softmax,
+    stack, concatenate, reshape, transpose, broadcast_to, matmul, maximum, where,
+)
+from .gradcheck import gradcheck, GradcheckResult
+from . import nn, init, optim, data, train, student  # noqa: E402  (viz imports matplotlib lazily)
+
+__version__ = "0.1.0"

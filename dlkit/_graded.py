@@ -1,0 +1,29 @@
+"""Marks the reference implementations that students write themselves.
+
+``@graded("04_initialization")`` is a no-op in the instructor edition.  ``make release``
+(``python -m autograder release``) rewrites every decorated function's body into
+``raise NotImplementedError(...)`` naming the notebook, producing the student edition.
+"""
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+
+def graded(assignment: str) -> Callable[[F], F]:
+    """Record that ``assignment`` asks students to implement the decorated function."""
+
+    def mark(fn: F) -> F:
+        fn.__dlkit_graded__ = assignment
+        return fn
+
+    return mark
+
+
+def not_implemented(name: str, assignment: str) -> NotImplementedError:
+    """The error a stubbed function raises in the student edition."""
+    return NotImplementedError(
+        f"{name} is yours to implement in notebooks/{assignment}/{assignment}.ipynb; "
+        f"finish it there (and reuse it with dlkit.student.load({assignment!r}, ...))"
+    )
