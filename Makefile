@@ -43,7 +43,7 @@ test-lib: $(VENV)/.installed-dev
 
 test-notebooks: $(VENV)/.installed-dev
 	MPLBACKEND=Agg $(PY) -m pytest -n $(JOBS) --dist loadfile -p no:cacheprovider \
-		--nbval-lax --nbval-cell-timeout=120 notebooks
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=120 notebooks
 
 release: $(VENV)/.installed-base
 	$(PY) -m autograder release --out release

@@ -20,10 +20,3 @@ def graded(assignment: str) -> Callable[[F], F]:
 
     return mark
 
-
-def not_implemented(name: str, assignment: str) -> NotImplementedError:
-    """The error a stubbed function raises in the student edition."""
-    return NotImplementedError(
-        f"{name} is yours to implement in notebooks/{assignment}/{assignment}.ipynb; "
-        f"finish it there (and reuse it with dlkit.student.load({assignment!r}, ...))"
-    )

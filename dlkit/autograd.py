@@ -1,0 +1,511 @@
+"""Tensors and reverse-mode automatic differentiation.
+
+The idea in five lines
+----------------------
+1. Every operation on Tensors (``ops.py``) computes its result from backend arrays *and*
+   remembers how it was made: the output Tensor stores its ``op`` and its ``inputs``.
+   Together these records form a directed acyclic graph, the computational graph.
+2. Each op also knows its vector-Jacobian product (VJP): given the gradient ``G`` of a
+   scalar loss with respect to its output, ``op.gradient(G, node)`` returns the gradient with
+   respect to each input, e.g. for ``C = A @ B``: ``(G @ Bᵀ, Aᵀ @ G)``.
+3. ``loss.backward()`` sorts the graph topologically (inputs before outputs), then walks it
+   from the loss back to the leaves, applying each op's VJP and *summing* the contributions
+   that reach a tensor along different paths (the multivariate chain rule).
+4. The VJPs are themselves written with Tensor ops, so with ``create_graph=True`` the
+   backward pass records a graph of its own and can be differentiated again (Hessians).
+5. Leaves (tensors you created with ``requires_grad=True``) receive ``.grad``; it accumulates
+   over ``backward`` calls until you reset it (``t.grad = None``), as in PyTorch.
+
+Shapes: a gradient always has exactly the shape of the tensor it belongs to.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .backend import Backend, get_backend
+
+FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
+_GRAD_ENABLED = True
+
+
+# --------------------------------------------------------------------------- grad mode
+def is_grad_enabled() -> bool:
+    """True when new operations are recorded in the graph (the default)."""
+    return _GRAD_ENABLED
+
+
+class no_grad:
+    """Context manager (or decorator) that stops recording the graph.
+
+    >>> with dlkit.no_grad():
+    ...     w.data = w - 0.1 * w.grad        # plain arithmetic, nothing recorded
+    """
+
+    def __init__(self, enabled: bool = False):
+        self._enabled = enabled
+
+    def __enter__(self) -> "no_grad":
+        global _GRAD_ENABLED
+        self._previous, _GRAD_ENABLED = _GRAD_ENABLED, self._enabled
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _GRAD_ENABLED
+        _GRAD_ENABLED = self._previous
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad(self._enabled):
+                return fn(*args, **kwargs)
+
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+
+def _enable_grad(enabled: bool) -> no_grad:
+    """``with _enable_grad(True):`` records again (used for ``create_graph``)."""
+    return no_grad(enabled)
+
+
+# --------------------------------------------------------------------------- ops
+class Op:
+    """One differentiable operation.  Subclasses define the forward and the VJP side by side.
+
+    * ``compute(*arrays)``: the forward pass on backend arrays; returns a backend array.
+    * ``gradient(out_grad, node)``: ``out_grad`` is ∂loss/∂node (a Tensor shaped like
+      ``node``); returns a tuple with ∂loss/∂input for every input, each a Tensor shaped like
+      that input, built from Tensor ops (so it is differentiable again).  An entry may be
+      ``None`` for an input that does not require grad (saves work, e.g. ``X`` in ``X @ W``).
+    """
+
+    backend: Backend        # set just before compute(): the inputs' backend
+
+    def __call__(self, *inputs: "Tensor") -> "Tensor":
+        return Tensor._from_op(self, inputs)
+
+    def compute(self, *arrays: Any) -> Any:
+        raise NotImplementedError
+
+    def gradient(self, out_grad: "Tensor", node: "Tensor") -> tuple["Tensor | None", ...]:
+        raise NotImplementedError(f"{type(self).__name__} is not differentiable")
+
+
+# --------------------------------------------------------------------------- tensor
+def _check_same_backend(inputs: Sequence["Tensor"]) -> Backend:
+    backend = inputs[0]._backend
+    for t in inputs[1:]:
+        if t._backend is not backend and t._backend.name != backend.name:
+            raise ValueError(f"tensors live on different backends ({backend.name!r} and "
+                             f"{t._backend.name!r}); move one with .to({backend.name!r})")
+    return backend
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    Attributes: ``shape``, ``dtype``, ``ndim``, ``size``, ``requires_grad``, ``grad`` (a Tensor
+    or None), ``backend`` (the :class:`~dlkit.backend.Backend` holding the values).
+    """
+
+    __slots__ = ("_array", "_backend", "_op", "_inputs", "_requires_grad", "grad", "__weakref__")
+    __array_ufunc__ = None          # `ndarray * Tensor` calls Tensor.__rmul__, not numpy
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = "float32",
+                 backend: Backend | None = None):
+        backend = backend or get_backend()
+        if isinstance(data, Tensor):
+            data = data._backend.to_numpy(data._array)
+        self._array = backend.array(data, np.dtype(dtype))
+        self._backend = backend
+        self._op: Op | None = None
+        self._inputs: tuple[Tensor, ...] = ()
+        self._requires_grad = False
+        self.grad: Tensor | None = None
+        self.requires_grad = requires_grad
+
+    # -- construction used by ops (no copies, no checks) -----------------------------
+    @staticmethod
+    def _wrap(array: Any, backend: Backend) -> "Tensor":
+        """A constant (non-differentiable) Tensor around an existing backend array."""
+        t = object.__new__(Tensor)
+        t._array, t._backend, t._op, t._inputs = array, backend, None, ()
+        t._requires_grad, t.grad = False, None
+        return t
+
+    @staticmethod
+    def _from_op(op: Op, inputs: Sequence["Tensor"]) -> "Tensor":
+        backend = _check_same_backend(inputs) if len(inputs) > 1 else inputs[0]._backend
+        op.backend = backend
+        t = Tensor._wrap(op.compute(*[x._array for x in inputs]), backend)
+        if _GRAD_ENABLED:
+            for x in inputs:
+                if x._requires_grad:
+                    t._op, t._inputs, t._requires_grad = op, tuple(inputs), True
+                    break
+        return t
+
+    # -- basic properties ---------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._array.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._array.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._array.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self._array.shape))
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def op(self) -> Op | None:
+        """The op that produced this tensor (None for leaves and constants)."""
+        return self._op
+
+    @property
+    def inputs(self) -> tuple["Tensor", ...]:
+        return self._inputs
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._op is None
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if value and self.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"only float32/float64 tensors can require grad; this tensor is "
+                            f"{self.dtype} (labels and masks never need gradients)")
+        if self._op is not None:
+            raise RuntimeError("requires_grad can only be changed on leaf tensors; "
+                               "use .detach() to cut a computed tensor out of the graph")
+        self._requires_grad = bool(value)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # -- values ---------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """A host ``numpy.ndarray`` copy of the values (never shares memory with the tensor)."""
+        out = self._backend.to_numpy(self._array)
+        return out.copy() if out is self._array else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.numpy()
+        return out if dtype is None else out.astype(dtype)
+
+    def item(self) -> float | int | bool:
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element; shape is {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def __bool__(self) -> bool:
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def detach(self) -> "Tensor":
+        """A new constant Tensor sharing this tensor's storage, outside any graph."""
+        return Tensor._wrap(self._array, self._backend)
+
+    @property
+    def data(self) -> "Tensor":
+        """The values as a detached Tensor (shared storage).  Assigning replaces them in place:
+        ``p.data = new_values`` keeps ``p``'s shape, dtype and identity (how optimizers update)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: "Tensor | np.ndarray") -> None:
+        if isinstance(value, Tensor):
+            src = value._array if value._backend is self._backend else value.numpy()
+        else:
+            src = np.asarray(value)
+        if tuple(src.shape) != self.shape:
+            raise ValueError(f"cannot assign values of shape {tuple(src.shape)} to .data of a "
+                             f"tensor of shape {self.shape}; shapes must match exactly")
+        if src.dtype != self.dtype:
+            src = src.astype(self.dtype)
+        self._backend.assign(self._array, src)
+
+    def astype(self, dtype: Any) -> "Tensor":
+        from . import ops
+        return ops.astype(self, dtype)
+
+    def to(self, backend: "str | Backend") -> "Tensor":
+        """A new leaf tensor with the same values on another backend (``"numpy"``/``"cuda"``).
+
+        The copy goes through host memory and keeps ``dtype`` and ``requires_grad``; it is not
+        connected to this tensor's graph.
+        """
+        if isinstance(backend, str):
+            from .backend import _resolve
+            backend = _resolve(backend)
+        host = self._backend.to_numpy(self._array)
+        out = Tensor._wrap(backend.array(host, host.dtype), backend)
+        out._requires_grad = self._requires_grad
+        return out
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extra = f", dtype={self.dtype}"
+        if self._requires_grad:
+            extra += ", requires_grad=True"
+        if self._backend.name != "numpy":
+            extra += f", backend={self._backend.name!r}"
+        return f"tensor({body}{extra})"
+
+    __hash__ = object.__hash__     # `==` builds a tensor, so hashing is by identity
+
+    # -- autodiff ---------------------------------------------------------------------
+    def backward(self, out_grad: "Tensor | np.ndarray | None" = None,
+                 create_graph: bool = False) -> None:
+        """Accumulate ∂self/∂leaf (contracted with ``out_grad``) into every leaf's ``.grad``.
+
+        ``out_grad`` defaults to 1 for a scalar; a non-scalar output needs one of its shape.
+        """
+        if not self._requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: no input of "
+                               "its graph was created with requires_grad=True (or it was "
+                               "computed under no_grad / from .detach())")
+        seed = _seed_gradient(self, out_grad, "backward()")
+        order = _topological_order([self])
+        leaves = [n for n in order if n._op is None]
+        grads = _reverse_sweep(order, {id(self): seed}, {id(n) for n in leaves}, create_graph)
+        seen: set[int] = set()
+        with _enable_grad(create_graph):
+            for leaf in leaves:
+                g = grads.get(id(leaf))
+                if g is None:
+                    continue
+                if not create_graph:
+                    if id(g._array) in seen or g is seed:      # never let two .grad share memory
+                        g = Tensor._wrap(g._backend.copy(g._array), g._backend)
+                    seen.add(id(g._array))
+                leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+    # -- operators (implemented in ops.py) --------------------------------------------
+    def __add__(self, other): return _ops().add(self, other)
+    def __radd__(self, other): return _ops().add(self, other)
+    def __sub__(self, other): return _ops().sub(self, other)
+    def __rsub__(self, other): return _ops().rsub(self, other)
+    def __mul__(self, other): return _ops().mul(self, other)
+    def __rmul__(self, other): return _ops().mul(self, other)
+    def __truediv__(self, other): return _ops().div(self, other)
+    def __rtruediv__(self, other): return _ops().rdiv(self, other)
+    def __pow__(self, exponent): return _ops().power(self, exponent)
+    def __neg__(self): return _ops().negate(self)
+    def __matmul__(self, other): return _ops().matmul(self, other)
+    def __rmatmul__(self, other): return _ops().matmul(other, self)
+    def __getitem__(self, index): return _ops().getitem(self, index)
+    def __eq__(self, other): return _ops().equal(self, other)           # type: ignore[override]
+    def __ne__(self, other): return _ops().not_equal(self, other)       # type: ignore[override]
+    def __lt__(self, other): return _ops().less(self, other)
+    def __le__(self, other): return _ops().less_equal(self, other)
+    def __gt__(self, other): return _ops().greater(self, other)
+    def __ge__(self, other): return _ops().greater_equal(self, other)
+
+    def sum(self, axis=None, keepdims=False): return _ops().summation(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
+    def reshape(self, *shape): return _ops().reshape(self, _shape_arg(shape))
+    def transpose(self, axes=None): return _ops().transpose(self, axes)
+    def broadcast_to(self, shape): return _ops().broadcast_to(self, shape)
+    def exp(self): return _ops().exp(self)
+    def log(self): return _ops().log(self)
+    def relu(self): return _ops().relu(self)
+    def tanh(self): return _ops().tanh(self)
+    def sigmoid(self): return _ops().sigmoid(self)
+    def logsumexp(self, axis=None, keepdims=False): return _ops().logsumexp(self, axis, keepdims)
+    def log_softmax(self, axis=-1): return _ops().log_softmax(self, axis)
+    def softmax(self, axis=-1): return _ops().softmax(self, axis)
+    def argmax(self, axis=None): return _ops().argmax(self, axis)
+
+    @property
+    def T(self) -> "Tensor":
+        """Reverse all axes (``transpose()``)."""
+        return _ops().transpose(self)
+
+
+def _shape_arg(shape: tuple) -> tuple[int, ...]:
+    """``t.reshape(2, 3)`` and ``t.reshape((2, 3))`` both work."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+_OPS = None
+
+
+def _ops():
+    """ops.py imports this module, so the operators look it up lazily (once)."""
+    global _OPS
+    if _OPS is None:
+        from . import ops
+        _OPS = ops
+    return _OPS
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = "float32") -> Tensor:
+    """A new leaf Tensor holding a copy of ``data`` (array-like) on the active backend.
+
+    dtype: ``"float32"`` (default), ``"float64"``, or ``"int64"``/``"bool"`` for labels and masks
+    (those can never require grad).
+    """
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- backward
+def _seed_gradient(output: Tensor, out_grad: Any, who: str) -> Tensor:
+    """The gradient to start the reverse sweep from: 1 for a scalar, else ``out_grad``."""
+    if out_grad is None:
+        if output.shape != ():
+            raise ValueError(f"{who} on a non-scalar tensor of shape {output.shape} needs "
+                             f"out_grad (a tensor of that shape); only scalars default to 1")
+        return Tensor._wrap(output._backend.ones((), output.dtype), output._backend)
+    if not isinstance(out_grad, Tensor):
+        out_grad = Tensor(np.asarray(out_grad), dtype=output.dtype, backend=output._backend)
+    if out_grad.shape != output.shape:
+        raise ValueError(f"{who}: out_grad has shape {out_grad.shape} but the output has shape "
+                         f"{output.shape}; they must match")
+    if out_grad.dtype != output.dtype:
+        out_grad = out_grad.astype(output.dtype)
+    return out_grad
+
+
+def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
+    """Every tensor that requires grad and reaches a root, inputs before outputs (DFS post-order)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            for x in node._inputs:
+                if x._requires_grad and id(x) not in visited:
+                    stack.append((x, False))
+    return order
+
+
+def _reverse_sweep(order: list[Tensor], grads: dict[int, Tensor], keep: set[int],
+                   create_graph: bool) -> dict[int, Tensor]:
+    """Walk ``order`` backwards applying VJPs; return the gradients of the nodes in ``keep``.
+
+    ``grads`` maps id(node) -> ∂out/∂node, initially just the seed.  A node's gradient is
+    complete once every consumer (all later in ``order``) has added its contribution.
+    """
+    kept: dict[int, Tensor] = {}
+    with _enable_grad(create_graph):
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if id(node) in keep:
+                kept[id(node)] = g
+            if node._op is None:
+                continue
+            in_grads = node._op.gradient(g, node)
+            for x, gx in zip(node._inputs, in_grads):
+                if gx is None or not x._requires_grad:
+                    continue
+                if gx.shape != x.shape:
+                    raise RuntimeError(f"{type(node._op).__name__}.gradient returned a gradient "
+                                       f"of shape {gx.shape} for an input of shape {x.shape}")
+                prev = grads.get(id(x))
+                grads[id(x)] = gx if prev is None else prev + gx
+    return kept
+
+
+def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor]",
+         out_grad: "Tensor | Sequence[Tensor | None] | None" = None, create_graph: bool = False,
+         retain_graph: bool | None = None, allow_unused: bool = False) -> list[Tensor | None]:
+    """Gradients of ``outputs`` w.r.t. ``inputs``, returned as a list; ``.grad`` is untouched.
+
+    Computes Σ_k out_grad_k · ∂outputs_k/∂inputs_j for every input j.  With
+    ``create_graph=True`` the results are recorded in the graph, so they can be
+    differentiated again (second derivatives, Hessian-vector products).  ``retain_graph`` is
+    accepted for PyTorch compatibility: dlkit graphs are always kept while referenced.
+    An input that does not influence the outputs raises ValueError unless ``allow_unused``
+    (then its entry is None).
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if out_grad is None:
+        out_grads = [None] * len(outputs)
+    elif isinstance(out_grad, (Tensor, np.ndarray)):
+        out_grads = [out_grad]
+    else:
+        out_grads = list(out_grad)
+    if len(out_grads) != len(outputs):
+        raise ValueError(f"grad(): got {len(out_grads)} out_grads for {len(outputs)} outputs; "
+                         f"give one per output")
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"grad(): inputs[{i}] is a {type(x).__name__}, not a Tensor")
+        if not x.requires_grad:
+            raise ValueError(f"grad(): inputs[{i}] (shape {x.shape}, {x.dtype}) does not require "
+                             f"grad; create it with requires_grad=True")
+    grads: dict[int, Tensor] = {}
+    roots = []
+    for k, (y, gy) in enumerate(zip(outputs, out_grads)):
+        if not y.requires_grad:
+            continue
+        seed = _seed_gradient(y, gy, f"grad() (output {k})")
+        prev = grads.get(id(y))
+        with _enable_grad(create_graph):
+            grads[id(y)] = seed if prev is None else prev + seed
+        roots.append(y)
+    order = _topological_order(roots)
+    kept = _reverse_sweep(order, grads, {id(x) for x in inputs}, create_graph)
+    result: list[Tensor | None] = []
+    for i, x in enumerate(inputs):
+        g = kept.get(id(x))
+        if g is None and not allow_unused:
+            raise ValueError(f"grad(): inputs[{i}] (shape {x.shape}) is not connected to the "
+                             f"outputs; pass allow_unused=True to get None for it")
+        result.append(g)
+    return result
+
+
+def hessian(fn, x: Tensor) -> Tensor:
+    """The full Hessian ∂²fn/∂x² of a scalar function, shape ``x.shape + x.shape``.
+
+    Differentiates the gradient once per element of ``x`` (a Hessian-vector product with each
+    basis vector), so it is meant for small problems such as Newton's method on a few
+    parameters.  ``x`` must be a float tensor; it need not require grad.
+    """
+    x = Tensor._wrap(x._array, x._backend)
+    x._requires_grad = True
+    y = fn(x)
+    if y.shape != ():
+        raise ValueError(f"hessian(): fn must return a scalar; it returned shape {y.shape}")
+    (g,) = grad(y, [x], create_graph=True)
+    n = int(np.prod(x.shape))
+    flat = g.reshape((n,))
+    rows = []
+    for i in range(n):
+        (row,) = grad(flat[i], [x], allow_unused=True)
+        rows.append(np.zeros(x.shape, x.dtype) if row is None else row.numpy())
+    return Tensor(np.stack(rows).reshape(x.shape + x.shape), dtype=x.dtype, backend=x._backend)

@@ -1,0 +1,203 @@
+"""The numpy backend: every array is a ``numpy.ndarray`` on the host.
+
+This is the reference implementation of :class:`dlkit.backend.base.Backend`.
+Most methods are one numpy call; the fused ones (``logsumexp``,
+``softmax_cross_entropy``, ``sgd_step``, ``adam_step``) work in place where
+they can so that a float32 training step allocates as little as possible.
+
+dtype rule: an operation never changes the dtype of its array operands
+(Python scalars are "weak" under numpy 2, so ``float32_array * 2.0`` stays
+float32).  The ops layer (``dlkit/ops.py``) has already checked shapes and
+dtypes before any of these run.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import Axis, Backend, Shape
+
+
+class NumpyBackend(Backend):
+    """Host arrays, computed with numpy (BLAS for ``matmul``)."""
+
+    name = "numpy"
+
+    # -- creation and transfer ------------------------------------------------
+    def array(self, data: Any, dtype) -> np.ndarray:
+        return np.array(data, dtype=dtype)          # always a fresh copy
+
+    def to_numpy(self, a: np.ndarray) -> np.ndarray:
+        return a                                    # already on the host (no copy)
+
+    def zeros(self, shape: Shape, dtype) -> np.ndarray:
+        return np.zeros(shape, dtype=dtype)
+
+    def ones(self, shape: Shape, dtype) -> np.ndarray:
+        return np.ones(shape, dtype=dtype)
+
+    def full(self, shape: Shape, value: float, dtype) -> np.ndarray:
+        return np.full(shape, value, dtype=dtype)
+
+    def astype(self, a: np.ndarray, dtype) -> np.ndarray:
+        return a.astype(dtype)
+
+    def copy(self, a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    def assign(self, dst: np.ndarray, src: Any) -> None:
+        if dst.shape != np.shape(src):
+            raise ValueError(f"assign: destination shape {dst.shape} != source shape {np.shape(src)}")
+        np.copyto(dst, src, casting="unsafe")
+
+    # -- movement (views where numpy gives them) --------------------------------
+    def reshape(self, a: np.ndarray, shape: Shape) -> np.ndarray:
+        return a.reshape(shape)
+
+    def transpose(self, a: np.ndarray, axes: Sequence[int] | None = None) -> np.ndarray:
+        return a.transpose(axes)
+
+    def broadcast_to(self, a: np.ndarray, shape: Shape) -> np.ndarray:
+        return np.broadcast_to(a, shape)            # read-only view with zero strides
+
+    def getitem(self, a: np.ndarray, index: Any) -> np.ndarray:
+        return a[index]
+
+    def getitem_backward(self, grad: np.ndarray, shape: Shape, index: Any) -> np.ndarray:
+        out = np.zeros(shape, dtype=grad.dtype)
+        out[index] = grad                           # basic indexing never repeats an element
+        return out
+
+    def stack(self, arrays: Sequence[np.ndarray], axis: int) -> np.ndarray:
+        return np.stack(arrays, axis=axis)
+
+    def concatenate(self, arrays: Sequence[np.ndarray], axis: int) -> np.ndarray:
+        return np.concatenate(arrays, axis=axis)
+
+    # -- elementwise ------------------------------------------------------------
+    def add(self, a, b): return np.add(a, b)
+    def sub(self, a, b): return np.subtract(a, b)
+    def mul(self, a, b): return np.multiply(a, b)
+    def div(self, a, b): return np.true_divide(a, b)
+    def maximum(self, a, b): return np.maximum(a, b)
+    def neg(self, a): return np.negative(a)
+    def exp(self, a): return np.exp(a)
+    def log(self, a): return np.log(a)
+    def tanh(self, a): return np.tanh(a)
+    def sqrt(self, a): return np.sqrt(a)
+
+    def power(self, a, exponent: float):
+        if exponent == 2:
+            return np.square(a)
+        return np.power(a, exponent)
+
+    def relu(self, a):
+        return np.maximum(a, 0)
+
+    def sigmoid(self, a):
+        """σ(a) = ½(1 + tanh(a/2)): one formula, stable for large |a|."""
+        out = np.multiply(a, 0.5)
+        np.tanh(out, out=out)
+        out *= 0.5
+        out += 0.5
+        return out
+
+    def equal(self, a, b): return np.equal(a, b)
+    def not_equal(self, a, b): return np.not_equal(a, b)
+    def greater(self, a, b): return np.greater(a, b)
+    def greater_equal(self, a, b): return np.greater_equal(a, b)
+    def less(self, a, b): return np.less(a, b)
+    def less_equal(self, a, b): return np.less_equal(a, b)
+
+    def where(self, cond, a, b): return np.where(cond, a, b)
+
+    # -- reductions ---------------------------------------------------------------
+    def sum(self, a, axis: Axis = None, keepdims: bool = False):
+        return np.sum(a, axis=axis, keepdims=keepdims)
+
+    def max(self, a, axis: Axis = None, keepdims: bool = False):
+        return np.max(a, axis=axis, keepdims=keepdims)
+
+    def argmax(self, a, axis: int | None = None):
+        return np.argmax(a, axis=axis)
+
+    # -- linear algebra -------------------------------------------------------------
+    def matmul(self, a, b):
+        return np.matmul(a, b)
+
+    # -- fused numerics ----------------------------------------------------------
+    def logsumexp(self, a, axis: Axis, keepdims: bool = False):
+        """log Σ exp(a) = m + log Σ exp(a − m), m = max(a) (0 where m is ±inf)."""
+        m = np.max(a, axis=axis, keepdims=True)
+        m[~np.isfinite(m)] = 0
+        e = np.subtract(a, m)
+        np.exp(e, out=e)
+        s = np.sum(e, axis=axis, keepdims=True)
+        np.log(s, out=s)
+        s += m
+        return s if keepdims else np.squeeze(s, axis=axis)
+
+    def log_softmax(self, a, axis: int = -1):
+        out = np.subtract(a, self.logsumexp(a, axis, keepdims=True))
+        return out
+
+    def softmax_cross_entropy(self, logits, labels):
+        """Mean over rows of ``logsumexp(z_i) − z_i[y_i]`` and its gradient ``(softmax − onehot)/m``."""
+        m, k = logits.shape
+        if m and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {k}); "
+                             f"got values from {labels.min()} to {labels.max()}")
+        rows = np.arange(m)
+        shifted = np.subtract(logits, np.max(logits, axis=1, keepdims=True))
+        picked = shifted[rows, labels]                 # z_i[y_i] − max_i   (m,)
+        e = np.exp(shifted, out=shifted)               # reuse the buffer
+        sumexp = np.sum(e, axis=1, keepdims=True)      # (m, 1)
+        loss = (np.sum(np.log(sumexp)) - np.sum(picked)) / m
+        e /= sumexp                                    # softmax
+        e[rows, labels] -= 1
+        e *= 1.0 / m
+        return np.asarray(loss, dtype=logits.dtype), e
+
+    def one_hot(self, labels, num_classes: int, dtype):
+        return np.equal(np.expand_dims(labels, -1), np.arange(num_classes)).astype(dtype)
+
+    # -- fused optimizer updates (in place) ---------------------------------------
+    def sgd_step(self, param, grad, buf, *, lr: float, momentum: float, dampening: float,
+                 weight_decay: float, nesterov: bool, first_step: bool) -> None:
+        """PyTorch SGD: d = g + wd·p; buf = d (first) or μ·buf + (1−τ)·d; d = d + μ·buf (nesterov) or buf; p −= lr·d."""
+        d_p = grad
+        if weight_decay != 0:
+            d_p = grad + weight_decay * param
+        if momentum != 0:
+            if first_step:
+                np.copyto(buf, d_p)
+            else:
+                buf *= momentum
+                buf += (1 - dampening) * d_p
+            d_p = d_p + momentum * buf if nesterov else buf
+        param -= lr * d_p
+
+    def adam_step(self, param, grad, m, v, *, lr: float, beta1: float, beta2: float, eps: float,
+                  weight_decay: float, step: int, bias_correction: bool, decoupled: bool) -> None:
+        """PyTorch Adam / AdamW; see the base class.  ``m``, ``v`` are updated in place."""
+        if weight_decay != 0:
+            if decoupled:
+                param *= 1 - lr * weight_decay
+            else:
+                grad = grad + weight_decay * param
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * np.square(grad)
+        denom = np.sqrt(v)
+        if bias_correction:
+            step_size = lr / (1 - beta1 ** step)
+            denom /= math.sqrt(1 - beta2 ** step)
+        else:
+            step_size = lr
+        denom += eps
+        update = np.divide(m, denom, out=denom)
+        update *= step_size
+        param -= update

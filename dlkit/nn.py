@@ -1,0 +1,1 @@
+"""dlkit.nn (being written)."""

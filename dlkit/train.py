@@ -1,0 +1,1 @@
+"""dlkit.train (being written)."""

@@ -1,0 +1,1 @@
+"""dlkit.viz (being written)."""

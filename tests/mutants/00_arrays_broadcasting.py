@@ -1,0 +1,155 @@
+"""Mutants for 00_arrays_broadcasting (see tests/mutants/__init__.py)."""
+
+MUTANTS: dict[str, dict[str, str]] = {
+    "broadcast_shape": {
+        "does not raise for incompatible shapes (takes the max of each pair)": '''
+def broadcast_shape(shape_a, shape_b):
+    a, b = tuple(shape_a), tuple(shape_b)
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + a
+    b = (1,) * (n - len(b)) + b
+    return tuple(max(x, y) for x, y in zip(a, b))
+''',
+        "aligns the shapes on the left (pads with 1s on the right)": '''
+def broadcast_shape(shape_a, shape_b):
+    a, b = tuple(shape_a), tuple(shape_b)
+    n = max(len(a), len(b))
+    a = a + (1,) * (n - len(a))
+    b = b + (1,) * (n - len(b))
+    out = []
+    for x, y in zip(a, b):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"shapes {shape_a} and {shape_b} are not broadcastable")
+        out.append(max(x, y))
+    return tuple(out)
+''',
+        "a size-1 dimension does not stretch (requires equal sizes or fails)": '''
+def broadcast_shape(shape_a, shape_b):
+    a, b = tuple(shape_a), tuple(shape_b)
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + a
+    b = (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x != y:
+            raise ValueError(f"shapes {shape_a} and {shape_b} are not broadcastable")
+        out.append(x)
+    return tuple(out)
+''',
+        "drops the extra leading dimensions of the longer shape (zip without padding)": '''
+def broadcast_shape(shape_a, shape_b):
+    out = []
+    for x, y in zip(tuple(shape_a)[::-1], tuple(shape_b)[::-1]):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"shapes {shape_a} and {shape_b} are not broadcastable")
+        out.append(y if x == 1 else x)
+    return tuple(out[::-1])
+''',
+        "raises an error that does not name the shapes (and is not a ValueError)": '''
+def broadcast_shape(shape_a, shape_b):
+    a, b = tuple(shape_a), tuple(shape_b)
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + a
+    b = (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise RuntimeError("not broadcastable")
+    return tuple(out)
+''',
+        "returns a list instead of a tuple": '''
+def broadcast_shape(shape_a, shape_b):
+    a, b = tuple(shape_a), tuple(shape_b)
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + a
+    b = (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ValueError(f"shapes {shape_a} and {shape_b} are not broadcastable")
+    return out
+''',
+    },
+    "unbroadcast": {
+        "only sums the leading axes (forgets the size-1 axes)": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    if lead > 0:
+        grad = grad.sum(axis=tuple(range(lead)))
+    return grad
+''',
+        "only sums the size-1 axes (forgets the leading axes)": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    axes = tuple(lead + i for i, s in enumerate(shape) if s == 1 and grad.shape[lead + i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+''',
+        "averages instead of summing": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    if lead > 0:
+        grad = grad.mean(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.mean(axis=axes, keepdims=True)
+    return grad
+''',
+        "sums the size-1 axes without keepdims and never restores the shape": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    if lead > 0:
+        grad = grad.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes)
+    return grad
+''',
+        "sums the trailing axes instead of the leading ones": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(grad.ndim - extra, grad.ndim)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+''',
+    },
+    "linear_forward": {
+        "forgets the bias": '''
+def linear_forward(Z, W, b):
+    return Z @ W
+''',
+        "forms 1 b^T with b as a column (b[:, None]): adds b[i] to row i": '''
+def linear_forward(Z, W, b):
+    return Z @ W + b[:, None]
+''',
+        "adds the sum of the bias to every entry": '''
+def linear_forward(Z, W, b):
+    return Z @ W + b.sum()
+''',
+        "multiplies by W transposed": '''
+def linear_forward(Z, W, b):
+    return Z @ W.T + b
+''',
+        "computes W Z instead of Z W (transposes to make the shapes fit)": '''
+def linear_forward(Z, W, b):
+    return (W.T @ Z.T).T[:, ::-1] + b if W.shape[1] > 1 else (W.T @ Z.T).T + b + 1.0
+''',
+    },
+}
