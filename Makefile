@@ -13,6 +13,9 @@ JOBS   ?= 2
 ASSIGNMENT ?=
 WORKERS ?= 2
 
+# nbgrader runs tools it installed (alembic) by name: the venv's bin/ must be on PATH
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
 .PHONY: lab test test-lib test-notebooks release grade bench clean help
 
 help:

@@ -16,7 +16,6 @@ import argparse
 import ast
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -135,21 +134,32 @@ def graded_objects() -> dict[str, str]:
 
 
 def generate_assignments(out: Path, ids: list[str], db: str | None = None) -> None:
-    """Run ``nbgrader generate_assignment`` for each id, writing ``out/<ID>/``.
+    """nbgrader's ``generate_assignment`` for each id, writing ``out/<ID>/``.
 
-    ``db`` is a SQLAlchemy URL for the gradebook (nbgrader's default: ``<root>/gradebook.db``);
-    the gradebook learns each assignment's grade cells, which the batch grader needs.
+    Runs nbgrader in this process (importing it costs seconds, so once for all assignments) with
+    the course's ``nbgrader_config.py``.  ``db`` is a SQLAlchemy URL for the gradebook, which
+    learns each assignment's grade cells (the batch grader needs them); ``None`` keeps nbgrader's
+    default ``<root>/gradebook.db``.
     """
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    # nbgrader's gradebook runs the `alembic` command it installed: make it findable even when
+    # the virtual environment was never activated (`.venv/bin/python -m autograder release`).
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
+    config.CourseDirectory.root = str(REPO)
+    config.CourseDirectory.release_directory = str(out)
+    if db:
+        config.CourseDirectory.db_url = db
+    api = NbGraderAPI(config=config)
     for ID in ids:
-        cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", ID, "--force",
-               f"--CourseDirectory.root={REPO}",
-               f"--CourseDirectory.release_directory={out}",
-               "--log-level=WARN"]
-        if db:
-            cmd.append(f"--db={db}")
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {ID} failed:\n{proc.stdout}{proc.stderr}")
+        result = api.generate_assignment(ID, force=True, create=True)
+        if not result["success"]:
+            raise RuntimeError(f"nbgrader generate_assignment {ID} failed:\n"
+                               f"{result.get('error', '')}{result.get('log', '')}")
 
 
 def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str | None = None) -> Path:
