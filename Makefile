@@ -38,6 +38,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed-base
 lab: $(VENV)/.installed-base
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
 
+# Two pytest workers on two cores: one BLAS thread each, or OpenBLAS oversubscribes and small
+# matmuls get ~100x slower.
+test test-lib test-notebooks: export OPENBLAS_NUM_THREADS = 1
+test test-lib test-notebooks: export OMP_NUM_THREADS = 1
+
 # pytest exits 5 when it collected nothing; make treats every non-zero exit as a failure.
 test: test-lib test-notebooks
 

@@ -147,9 +147,9 @@ def linear_forward(Z, W, b):
 def linear_forward(Z, W, b):
     return Z @ W.T + b
 ''',
-        "computes W Z instead of Z W (transposes to make the shapes fit)": '''
+        "tiles the bias with the wrong number of rows (k = out_features instead of m)": '''
 def linear_forward(Z, W, b):
-    return (W.T @ Z.T).T[:, ::-1] + b if W.shape[1] > 1 else (W.T @ Z.T).T + b + 1.0
+    return Z @ W + np.tile(b, (W.shape[1], 1))
 ''',
     },
 }

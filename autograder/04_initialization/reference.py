@@ -1,0 +1,70 @@
+"""Trusted reference for 04_initialization (hidden checks only; never sent to the sandbox).
+
+Draw order (notebooks/GRADED.md): uniform ``a * (2 * generator.random(shape) - 1)``, normal
+``std * generator.standard_normal(shape)``, shape ``(fan_in, fan_out)``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: PyTorch's calculate_gain for the nonlinearities the checks use (independent of dlkit).
+GAINS = {"linear": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0)}
+
+
+def xavier_uniform_bound(fan_in, fan_out, gain=1.0):
+    return gain * math.sqrt(6.0 / (fan_in + fan_out))
+
+
+def xavier_normal_std(fan_in, fan_out, gain=1.0):
+    return gain * math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def _fan(fan_in, fan_out, mode):
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def kaiming_uniform_bound(fan_in, fan_out, nonlinearity="relu", mode="fan_in"):
+    return GAINS[nonlinearity] * math.sqrt(3.0 / _fan(fan_in, fan_out, mode))
+
+
+def kaiming_normal_std(fan_in, fan_out, nonlinearity="relu", mode="fan_in"):
+    return GAINS[nonlinearity] / math.sqrt(_fan(fan_in, fan_out, mode))
+
+
+def uniform_draw(bound, shape, seed):
+    return bound * (2.0 * np.random.default_rng(seed).random(shape) - 1.0)
+
+
+def normal_draw(std, shape, seed):
+    return std * np.random.default_rng(seed).standard_normal(shape)
+
+
+ANSWERS: dict[str, str] = {
+    "xavier_uniform": '''
+def xavier_uniform(fan_in, fan_out, gain=1.0, generator=None):
+    generator = generator if generator is not None else np.random.default_rng()
+    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    return a * (2 * generator.random((fan_in, fan_out)) - 1)
+''',
+    "xavier_normal": '''
+def xavier_normal(fan_in, fan_out, gain=1.0, generator=None):
+    generator = generator if generator is not None else np.random.default_rng()
+    return gain * math.sqrt(2.0 / (fan_in + fan_out)) * generator.standard_normal((fan_in, fan_out))
+''',
+    "kaiming_uniform": '''
+def kaiming_uniform(fan_in, fan_out, nonlinearity="relu", mode="fan_in", generator=None):
+    generator = generator if generator is not None else np.random.default_rng()
+    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
+    bound = dlkit.init.calculate_gain(nonlinearity) * math.sqrt(3.0 / fan)
+    return bound * (2 * generator.random((fan_in, fan_out)) - 1)
+''',
+    "kaiming_normal": '''
+def kaiming_normal(fan_in, fan_out, nonlinearity="relu", mode="fan_in", generator=None):
+    generator = generator if generator is not None else np.random.default_rng()
+    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
+    std = dlkit.init.calculate_gain(nonlinearity) / math.sqrt(fan)
+    return std * generator.standard_normal((fan_in, fan_out))
+''',
+}

@@ -1,0 +1,332 @@
+"""Notebooks 00-03: structure, and every graded check against solution, stub and mutants.
+
+For each graded name of notebooks/GRADED.md in assignments 00_arrays_broadcasting,
+01_autodiff_backprop, 02_fully_connected and 03_optimization:
+
+* the notebook has exactly one answer cell with that grade_id (solution region marked) and one
+  ``test_<name>`` cell with points > 0, and is saved without outputs;
+* the answer cell followed by its test cell (hidden tests included) passes in a fresh
+  ``answer_namespace()``; with the answer stubbed the way nbgrader's release does, the test cell
+  fails, also in its release form (hidden tests stripped);
+* every known-wrong implementation in ``tests/mutants/<ID>.py`` (plus a few local ones where that
+  file has fewer than two) makes the test cell fail;
+* the student edition of each notebook (answers stubbed, dlkit's graded pieces raising
+  NotImplementedError) still runs top to bottom apart from its graded test cells.
+
+Everything is executed with ``exec`` in this process: the sources are the project's own trusted
+solutions and mutants (student code is only ever run by the sandboxed autograder).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlkit import student
+
+answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
+read_notebook, strip_hidden_tests, stub_solutions = student.read_notebook, student.strip_hidden_tests, student.stub_solutions
+graded_tests_of = student.test_cells      # not named test_*: pytest would collect it
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ("00_arrays_broadcasting", "01_autodiff_backprop", "02_fully_connected", "03_optimization")
+EXPECTED = {
+    "00_arrays_broadcasting": ["broadcast_shape", "unbroadcast", "linear_forward"],
+    "01_autodiff_backprop": ["matmul_vjp", "relu_vjp", "logsumexp_vjp", "mlp_backward"],
+    "02_fully_connected": ["mlp_forward", "count_parameters"],
+    "03_optimization": ["gradient_descent", "newton_step", "Momentum", "Nesterov", "RMSprop", "Adam"],
+}
+
+
+def nb_path(aid: str) -> Path:
+    return ROOT / "notebooks" / aid / f"{aid}.ipynb"
+
+
+_NB_CACHE: dict[str, dict] = {}
+
+
+def notebook(aid: str) -> dict:
+    if aid not in _NB_CACHE:
+        _NB_CACHE[aid] = read_notebook(nb_path(aid))
+    return _NB_CACHE[aid]
+
+
+def graded_md_names() -> dict[str, list[str]]:
+    """The graded names GRADED.md lists for each of our assignments, in table order."""
+    names: dict[str, list[str]] = {}
+    current = None
+    for line in (ROOT / "notebooks" / "GRADED.md").read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^\|\s*([0-9]{2}_[a-z_]+)?\s*\|\s*`([A-Za-z_][A-Za-z0-9_]*)`\s*\|", line)
+        if not m:
+            continue
+        if m.group(1):
+            current = m.group(1)
+        if current in ASSIGNMENTS:
+            names.setdefault(current, []).append(m.group(2))
+    return names
+
+
+# -- local mutants, used where tests/mutants/<ID>.py has fewer than two for a name -------------------
+LOCAL_MUTANTS: dict[str, dict[str, dict[str, str]]] = {
+    "00_arrays_broadcasting": {
+        "broadcast_shape": {
+            "max of each pair after right-alignment, never raises": (
+                "def broadcast_shape(shape_a, shape_b):\n"
+                "    a, b = tuple(shape_a), tuple(shape_b)\n"
+                "    n = max(len(a), len(b))\n"
+                "    a = (1,) * (n - len(a)) + a\n"
+                "    b = (1,) * (n - len(b)) + b\n"
+                "    return tuple(max(x, y) for x, y in zip(a, b))\n"),
+            "no padding: zip of the two shapes": (
+                "def broadcast_shape(shape_a, shape_b):\n"
+                "    return tuple(max(x, y) for x, y in zip(shape_a, shape_b))\n"),
+        },
+        "unbroadcast": {
+            "sums every axis": "def unbroadcast(grad, shape):\n    return np.asarray(grad).sum()\n",
+            "mean over leading axes": (
+                "def unbroadcast(grad, shape):\n"
+                "    g = np.asarray(grad)\n"
+                "    while g.ndim > len(shape):\n"
+                "        g = g.mean(axis=0)\n"
+                "    return g\n"),
+        },
+        "linear_forward": {
+            "no bias": "def linear_forward(Z, W, b):\n    return Z @ W\n",
+            "bias subtracted": "def linear_forward(Z, W, b):\n    return Z @ W - b\n",
+        },
+    },
+    "01_autodiff_backprop": {
+        "matmul_vjp": {
+            "no transposes": "def matmul_vjp(A, B, G):\n    return G @ B, A @ G\n",
+            "swapped": "def matmul_vjp(A, B, G):\n    return A.T @ G, G @ B.T\n",
+        },
+        "relu_vjp": {
+            "mask at >= 0": "def relu_vjp(X, G):\n    return G * (X >= 0)\n",
+            "ignores G": "def relu_vjp(X, G):\n    return (X > 0) * 1.0\n",
+        },
+        "logsumexp_vjp": {
+            "no upstream": ("def logsumexp_vjp(X, G):\n"
+                            "    E = np.exp(X - X.max(axis=1, keepdims=True))\n"
+                            "    return E / E.sum(axis=1, keepdims=True)\n"),
+            "unstable": ("def logsumexp_vjp(X, G):\n"
+                         "    E = np.exp(X)\n"
+                         "    return G[:, None] * E / E.sum(axis=1, keepdims=True)\n"),
+        },
+        "mlp_backward": {
+            "zeros": "def mlp_backward(X, y, weights):\n    return [np.zeros_like(W) for W in weights]\n",
+            "last layer only": (
+                "def mlp_backward(X, y, weights):\n"
+                "    return [np.zeros_like(W) for W in weights[:-1]] + [np.ones_like(weights[-1])]\n"),
+        },
+    },
+    "02_fully_connected": {
+        "mlp_forward": {
+            "no biases": (
+                "def mlp_forward(X, weights, biases, activation='relu'):\n"
+                "    Z = X\n"
+                "    for i, W in enumerate(weights):\n"
+                "        Z = Z @ W\n"
+                "        if i < len(weights) - 1:\n"
+                "            Z = np.maximum(Z, 0)\n"
+                "    return Z\n"),
+            "activation on every layer": (
+                "def mlp_forward(X, weights, biases, activation='relu'):\n"
+                "    Z = X\n"
+                "    for W, b in zip(weights, biases):\n"
+                "        Z = np.maximum(Z @ W + b, 0)\n"
+                "    return Z\n"),
+        },
+        "count_parameters": {
+            "weights only": "def count_parameters(widths):\n    return sum(a * b for a, b in zip(widths[:-1], widths[1:]))\n",
+            "float": "def count_parameters(widths):\n    return float(sum(a * b + b for a, b in zip(widths[:-1], widths[1:])))\n",
+        },
+    },
+    "03_optimization": {},
+}
+
+
+def mutants(aid: str) -> dict[str, dict[str, str]]:
+    """tests/mutants/<ID>.py (loaded by path), topped up with local mutants where it has fewer than 2."""
+    found: dict[str, dict[str, str]] = {}
+    path = ROOT / "tests" / "mutants" / f"{aid}.py"
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location(f"_mutants_{aid}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found = {name: dict(variants) for name, variants in module.MUTANTS.items()}
+    for name, variants in LOCAL_MUTANTS.get(aid, {}).items():
+        if len(found.get(name, {})) < 2:
+            found.setdefault(name, {}).update({f"(local) {k}": v for k, v in variants.items()})
+    return found
+
+
+def run_graded(aid: str, name: str, answer_source: str, test_source: str) -> BaseException | None:
+    """Run all answer cells in notebook order (``name``'s replaced), then its test cell.
+
+    Returns the exception the test cell raised, or None if it passed.
+    """
+    answers = answer_cells(notebook(aid))
+    ns = answer_namespace()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), np.errstate(all="ignore"):
+            for gid, src in answers.items():
+                exec(compile(answer_source if gid == name else src, f"<{aid}:{gid}>", "exec"), ns)
+                if gid == name:
+                    break
+            exec(compile(test_source, f"<{aid}:test_{name}>", "exec"), ns)
+    except Exception as exc:  # noqa: BLE001 - any failure of the test cell counts
+        return exc
+    return None
+
+
+CASES = [(aid, name) for aid in ASSIGNMENTS for name in EXPECTED[aid]]
+
+
+# -- structure ----------------------------------------------------------------------------------
+
+def test_expected_names_match_graded_md():
+    assert graded_md_names() == EXPECTED
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_notebook_structure(aid):
+    nb = notebook(aid)
+    answers, tests = answer_cells(nb), graded_tests_of(nb)
+    assert list(answers) == EXPECTED[aid], f"{aid}: answer cells {list(answers)}"
+    for name in EXPECTED[aid]:
+        src = answers[name]
+        assert src.count("### BEGIN SOLUTION") == 1 and src.count("### END SOLUTION") == 1, name
+        stub = stub_solutions(src)
+        assert "raise NotImplementedError()" in stub and "BEGIN SOLUTION" not in stub, name
+        # the signature stays in the stub: it still defines the name
+        ns = answer_namespace()
+        exec(compile(stub, name, "exec"), ns)
+        assert name in ns, f"the stub of {name} does not define it"
+        assert re.search(r"\bprint\(|plt\.", src) is None, f"answer cell {name} prints or plots"
+        test_id = f"test_{name}"
+        assert test_id in tests, f"no test cell {test_id}"
+        tsrc, points = tests[test_id]
+        assert points > 0, test_id
+        assert "### BEGIN HIDDEN TESTS" in tsrc and "### END HIDDEN TESTS" in tsrc, test_id
+    # answer cells come before their tests, and every grade_id is unique
+    order = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb["cells"]]
+    ids = [g for g in order if g]
+    assert len(ids) == len(set(ids)), f"{aid}: duplicated grade_id"
+    for name in EXPECTED[aid]:
+        assert order.index(name) < order.index(f"test_{name}"), name
+    # nbgrader metadata is complete
+    for cell in nb["cells"]:
+        info = cell.get("metadata", {}).get("nbgrader")
+        if info:
+            assert info.get("schema_version") == 3 and cell["cell_type"] == "code"
+            assert {"grade", "grade_id", "locked", "solution", "task"} <= set(info)
+            if info.get("grade"):
+                assert info.get("locked") is True
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_saved_without_outputs(aid):
+    nb = notebook(aid)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [] and cell.get("execution_count") is None
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_first_code_cell_imports_and_seeds(aid):
+    first = next(c for c in notebook(aid)["cells"] if c["cell_type"] == "code")
+    src = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
+    for needed in ("import numpy as np", "import dlkit", "default_rng("):
+        assert needed in src, f"{aid}: first code cell lacks {needed!r}"
+
+
+# -- graded checks: solution passes, stub and mutants fail ----------------------------------------
+
+@pytest.mark.parametrize("aid,name", CASES)
+def test_solution_passes(aid, name):
+    answers, tests = answer_cells(notebook(aid)), graded_tests_of(notebook(aid))
+    err = run_graded(aid, name, answers[name], tests[f"test_{name}"][0])
+    assert err is None, f"{aid}: test_{name} fails on the solution: {type(err).__name__}: {err}"
+
+
+@pytest.mark.parametrize("aid,name", CASES)
+def test_stub_fails(aid, name):
+    answers, tests = answer_cells(notebook(aid)), graded_tests_of(notebook(aid))
+    stub = stub_solutions(answers[name])
+    full, release = tests[f"test_{name}"][0], strip_hidden_tests(tests[f"test_{name}"][0])
+    assert "BEGIN HIDDEN TESTS" not in release
+    assert isinstance(run_graded(aid, name, stub, full), NotImplementedError)
+    assert isinstance(run_graded(aid, name, stub, release), NotImplementedError)
+
+
+@pytest.mark.parametrize("aid,name", CASES)
+def test_mutants_fail(aid, name):
+    variants = mutants(aid).get(name, {})
+    assert len(variants) >= 2, f"fewer than 2 mutants for {name}"
+    test_source = graded_tests_of(notebook(aid))[f"test_{name}"][0]
+    survivors = [desc for desc, src in variants.items() if run_graded(aid, name, src, test_source) is None]
+    killed = len(variants) - len(survivors)
+    assert killed >= 2 and not survivors, f"{name}: mutants not caught by test_{name}: {survivors}"
+
+
+# -- the student edition runs top to bottom ------------------------------------------------------
+
+@pytest.fixture
+def student_dlkit(monkeypatch):
+    """dlkit as `make release` ships it: the graded pieces raise NotImplementedError."""
+    import dlkit
+
+    def stubbed(*args, **kwargs):
+        raise NotImplementedError("stubbed in the student edition")
+
+    for cls in ("Momentum", "Nesterov", "Adam"):
+        if hasattr(dlkit.optim, cls):
+            monkeypatch.setattr(getattr(dlkit.optim, cls), "step", stubbed)
+    for fn in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"):
+        if hasattr(dlkit.init, fn):
+            monkeypatch.setattr(dlkit.init, fn, stubbed)
+    return dlkit
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_student_edition_runs_top_to_bottom(aid, student_dlkit, monkeypatch, tmp_path):
+    """Every non-test cell runs with the stubs; every graded test cell fails on them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(nb_path(aid).parent)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    ns: dict = {"__name__": "__main__"}
+    out = io.StringIO()
+    failed_tests = []
+    for i, cell in enumerate(notebook(aid)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        info = cell.get("metadata", {}).get("nbgrader", {})
+        if info.get("solution"):
+            src = stub_solutions(src)
+        if info.get("grade"):
+            src = strip_hidden_tests(src)
+        try:
+            with contextlib.redirect_stdout(out), np.errstate(all="ignore"):
+                exec(compile(src, f"<{aid} cell {i}>", "exec"), ns)
+        except Exception as exc:  # noqa: BLE001
+            if info.get("grade"):
+                failed_tests.append(info["grade_id"])
+                continue
+            raise AssertionError(f"{aid}: cell {i} fails in the student edition: "
+                                 f"{type(exc).__name__}: {exc}\n{src[:400]}") from exc
+        finally:
+            plt.close("all")
+    assert sorted(failed_tests) == sorted(f"test_{n}" for n in EXPECTED[aid])
+    assert "implement" in out.getvalue()  # the demos said what to finish first
