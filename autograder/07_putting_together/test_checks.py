@@ -95,3 +95,13 @@ def test_confusion_matrix_edge_cases(student):
     _check_cm(student, np.array([1, 1, 1]), np.array([0, 0, 0]), 4, "classes 2 and 3 never occur (k = 4)")
     _check_cm(student, np.array([0]), np.array([0]), 1, "one row, one class")
     _check_cm(student, np.array([2, 0, 2, 2]), np.array([1, 1, 1, 0]), 3, "repeated pairs")
+
+
+@check("confusion_matrix", points=1)
+def test_confusion_matrix_counts_add_up(student):
+    # Larger, skewed classes: every row is counted once, so the matrix sums to the number of rows
+    # and its row sums are the class counts.
+    rng = np.random.default_rng(7)
+    labels = rng.choice(10, size=500, p=np.r_[0.3, np.full(9, 0.7 / 9)])
+    predictions = np.where(rng.random(500) < 0.8, labels, rng.integers(0, 10, size=500))
+    _check_cm(student, predictions, labels, 10, "500 rows, 10 skewed classes")

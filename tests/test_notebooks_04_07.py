@@ -1,0 +1,418 @@
+"""Notebooks 04-07: structure, and every graded check against solution, stub and mutants.
+
+For each graded name that notebooks/GRADED.md lists for 04_initialization,
+05_normalization_regularization, 06_gpu_kernels and 07_putting_together:
+
+* the notebook has exactly one answer cell with that grade_id (solution region marked, signature
+  outside it) and one ``test_<name>`` cell with points > 0; notebooks are saved without outputs;
+* the answer cells up to that one, then its test cell (hidden tests included), pass in a fresh
+  ``answer_namespace()``;
+* with the answer stubbed as nbgrader's release does, the test cell fails — with and without its
+  hidden tests (the release form);
+* the known-wrong implementations of ``tests/mutants/<ID>.py`` (plus local ones where that file has
+  fewer than two) make the test cell fail: at least two per function, and we report survivors.
+
+Sources are the project's own trusted solutions and mutants, executed with ``exec`` in this process
+(student code only ever runs in the sandboxed autograder).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlkit import student
+
+answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
+read_notebook, strip_hidden_tests, stub_solutions = student.read_notebook, student.strip_hidden_tests, student.stub_solutions
+graded_tests_of = student.test_cells      # not named test_*: pytest would collect it
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENTS = ("04_initialization", "05_normalization_regularization", "06_gpu_kernels", "07_putting_together")
+
+# Locked, non-graded helper cells (by grade_id) a notebook's test cells rely on.
+HELPERS = {"06_gpu_kernels": ["kernel_tools"]}
+
+# Local mutants, used only when tests/mutants/<ID>.py has fewer than two for a name.
+LOCAL_MUTANTS: dict[str, dict[str, dict[str, str]]] = {
+    "04_initialization": {
+        "xavier_uniform": {
+            "fan_in only": "def xavier_uniform(fan_in, fan_out, gain=1.0, generator=None):\n"
+                           "    g = generator or np.random.default_rng()\n"
+                           "    a = gain * math.sqrt(6 / fan_in)\n    return a * (2 * g.random((fan_in, fan_out)) - 1)\n",
+            "U(0, a)": "def xavier_uniform(fan_in, fan_out, gain=1.0, generator=None):\n"
+                       "    g = generator or np.random.default_rng()\n"
+                       "    return gain * math.sqrt(6 / (fan_in + fan_out)) * g.random((fan_in, fan_out))\n",
+        },
+        "xavier_normal": {
+            "variance as std": "def xavier_normal(fan_in, fan_out, gain=1.0, generator=None):\n"
+                               "    g = generator or np.random.default_rng()\n"
+                               "    return gain * 2 / (fan_in + fan_out) * g.standard_normal((fan_in, fan_out))\n",
+            "no gain": "def xavier_normal(fan_in, fan_out, gain=1.0, generator=None):\n"
+                       "    g = generator or np.random.default_rng()\n"
+                       "    return math.sqrt(2 / (fan_in + fan_out)) * g.standard_normal((fan_in, fan_out))\n",
+        },
+        "kaiming_uniform": {
+            "ignores mode": "def kaiming_uniform(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
+                            "    g = generator or np.random.default_rng()\n"
+                            "    b = dlkit.init.calculate_gain(nonlinearity) * math.sqrt(3 / fan_in)\n"
+                            "    return b * (2 * g.random((fan_in, fan_out)) - 1)\n",
+            "no sqrt(3)": "def kaiming_uniform(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
+                          "    g = generator or np.random.default_rng()\n"
+                          "    fan = fan_in if mode == 'fan_in' else fan_out\n"
+                          "    b = dlkit.init.calculate_gain(nonlinearity) / math.sqrt(fan)\n"
+                          "    return b * (2 * g.random((fan_in, fan_out)) - 1)\n",
+        },
+        "kaiming_normal": {
+            "gain fixed": "def kaiming_normal(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
+                          "    g = generator or np.random.default_rng()\n"
+                          "    fan = fan_in if mode == 'fan_in' else fan_out\n"
+                          "    return math.sqrt(2 / fan) * g.standard_normal((fan_in, fan_out))\n",
+            "variance as std": "def kaiming_normal(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
+                               "    g = generator or np.random.default_rng()\n"
+                               "    fan = fan_in if mode == 'fan_in' else fan_out\n"
+                               "    return dlkit.init.calculate_gain(nonlinearity) ** 2 / fan * g.standard_normal((fan_in, fan_out))\n",
+        },
+    },
+    "05_normalization_regularization": {
+        "batchnorm_forward": {
+            "unbiased variance": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
+                                 "    xh = (x - x.mean(0)) / np.sqrt(x.var(0, ddof=1) + eps)\n"
+                                 "    return gamma * xh + beta, (xh, gamma, 1 / np.sqrt(x.var(0, ddof=1) + eps))\n",
+            "per row": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
+                       "    mu, var = x.mean(1, keepdims=True), x.var(1, keepdims=True)\n"
+                       "    xh = (x - mu) / np.sqrt(var + eps)\n    return gamma * xh + beta, (xh, gamma, 1 / np.sqrt(var + eps))\n",
+        },
+        "batchnorm_backward": {
+            "constant statistics": "def batchnorm_backward(dout, cache):\n"
+                                   "    xh, gamma, inv = cache\n"
+                                   "    return dout * gamma * inv, (dout * xh).sum(0), dout.sum(0)\n",
+            "dbeta mean": "def batchnorm_backward(dout, cache):\n"
+                          "    xh, gamma, inv = cache\n    d = dout * gamma\n"
+                          "    dx = inv * (d - d.mean(0) - xh * (d * xh).mean(0))\n"
+                          "    return dx, (dout * xh).sum(0), dout.mean(0)\n",
+        },
+        "dropout_forward": {
+            "keep/drop swapped": "def dropout_forward(x, p, generator, train=True):\n"
+                                 "    if not train:\n        return x, np.ones(x.shape, dtype=bool)\n"
+                                 "    m = generator.random(x.shape) < p\n    return x * m / (1 - p), m\n",
+            "no rescale": "def dropout_forward(x, p, generator, train=True):\n"
+                          "    if not train:\n        return x, np.ones(x.shape, dtype=bool)\n"
+                          "    m = generator.random(x.shape) >= p\n    return x * m, m\n",
+        },
+        "dropout_backward": {
+            "no rescale": "def dropout_backward(dout, mask, p):\n    return dout * mask\n",
+            "divides by p": "def dropout_backward(dout, mask, p):\n    return dout * mask / p\n",
+        },
+    },
+    "06_gpu_kernels": {
+        "grid_size": {
+            "floor": "def grid_size(n, block_size):\n    return n // block_size\n",
+            "always one more": "def grid_size(n, block_size):\n"
+                               "    if n < 0 or block_size < 1:\n        raise ValueError('bad')\n"
+                               "    return n // block_size + 1\n",
+        },
+        "tiled_matmul": {
+            "full tiles only": "def tiled_matmul(A, B, tile=16):\n"
+                               "    M, K = A.shape; N = B.shape[1]; C = np.zeros((M, N))\n"
+                               "    for i in range(0, M - M % tile, tile):\n"
+                               "        for j in range(0, N - N % tile, tile):\n"
+                               "            for k in range(0, K - K % tile, tile):\n"
+                               "                C[i:i+tile, j:j+tile] += A[i:i+tile, k:k+tile] @ B[k:k+tile, j:j+tile]\n"
+                               "    return C\n",
+            "no accumulation": "def tiled_matmul(A, B, tile=16):\n"
+                               "    M, K = A.shape; N = B.shape[1]; C = np.zeros((M, N))\n"
+                               "    for i in range(0, M, tile):\n"
+                               "        for j in range(0, N, tile):\n"
+                               "            for k in range(0, K, tile):\n"
+                               "                C[i:i+tile, j:j+tile] = A[i:i+tile, k:k+tile] @ B[k:k+tile, j:j+tile]\n"
+                               "    return C\n",
+        },
+        "SAXPY_KERNEL": {
+            "no bounds check": 'SAXPY_KERNEL = r"""\nextern "C" __global__ void saxpy(int n, float a, const float* x, float* y)\n'
+                               '{ int i = blockIdx.x * blockDim.x + threadIdx.x; y[i] = a * x[i] + y[i]; }\n"""\n',
+            "forgets + y": 'SAXPY_KERNEL = r"""\nextern "C" __global__ void saxpy(int n, float a, const float* x, float* y)\n'
+                           '{ int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = a * x[i]; }\n"""\n',
+        },
+    },
+    "07_putting_together": {
+        "accuracy": {
+            "count": "def accuracy(logits, labels):\n    return float((np.argmax(logits, 1) == labels).sum())\n",
+            "axis 0": "def accuracy(logits, labels):\n    return float(np.mean(np.argmax(logits, 0) == labels))\n",
+        },
+        "confusion_matrix": {
+            "transposed": "def confusion_matrix(predictions, labels, num_classes):\n"
+                          "    C = np.zeros((num_classes, num_classes), dtype=np.int64)\n"
+                          "    np.add.at(C, (predictions, labels), 1)\n    return C\n",
+            "fancy +=": "def confusion_matrix(predictions, labels, num_classes):\n"
+                        "    C = np.zeros((num_classes, num_classes), dtype=np.int64)\n"
+                        "    C[labels, predictions] += 1\n    return C\n",
+        },
+    },
+}
+
+
+# -- reading the contract and the notebooks ---------------------------------------------------
+
+def nb_path(aid: str) -> Path:
+    return ROOT / "notebooks" / aid / f"{aid}.ipynb"
+
+
+_NB_CACHE: dict[str, dict] = {}
+
+
+def notebook(aid: str) -> dict:
+    if aid not in _NB_CACHE:
+        _NB_CACHE[aid] = read_notebook(nb_path(aid))
+    return _NB_CACHE[aid]
+
+
+def graded_md_names() -> dict[str, list[str]]:
+    """Graded names per assignment, from the first table of notebooks/GRADED.md."""
+    names: dict[str, list[str]] = {}
+    current = None
+    text = (ROOT / "notebooks" / "GRADED.md").read_text(encoding="utf-8")
+    for line in text.split("## dlkit pieces")[0].splitlines():
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cols) < 2:
+            continue
+        if cols[0] and cols[0] != "assignment":
+            current = cols[0]
+        m = re.match(r"`([A-Za-z_][A-Za-z0-9_]*)`", cols[1])
+        if current and m:
+            names.setdefault(current, []).append(m.group(1))
+    return names
+
+
+EXPECTED = {aid: names for aid, names in graded_md_names().items() if aid in ASSIGNMENTS}
+CASES = [(aid, name) for aid in ASSIGNMENTS for name in EXPECTED.get(aid, [])]
+
+
+def helper_sources(aid: str) -> list[str]:
+    found = {}
+    for cell in notebook(aid)["cells"]:
+        info = cell.get("metadata", {}).get("nbgrader", {})
+        if info.get("grade_id") in HELPERS.get(aid, []):
+            src = cell["source"]
+            found[info["grade_id"]] = "".join(src) if isinstance(src, list) else src
+    missing = set(HELPERS.get(aid, [])) - set(found)
+    assert not missing, f"{aid}: helper cells {sorted(missing)} not found"
+    return [found[h] for h in HELPERS.get(aid, [])]
+
+
+def mutants_for(aid: str, name: str) -> dict[str, str]:
+    path = ROOT / "tests" / "mutants" / f"{aid}.py"
+    shared: dict[str, str] = {}
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location(f"_mutants_{aid}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        shared = dict(getattr(module, "MUTANTS", {}).get(name, {}))
+    if len(shared) < 2:
+        shared.update({f"local: {k}": v for k, v in LOCAL_MUTANTS.get(aid, {}).get(name, {}).items()})
+    return shared
+
+
+def run_graded(aid: str, name: str, *, replacement: str | None = None, stub: bool = False,
+               hidden: bool = True) -> BaseException | None:
+    """Run helper cells, the answer cells up to ``name`` (optionally replaced or stubbed), then
+    ``test_<name>``; return the exception raised (None when everything passed)."""
+    nb = notebook(aid)
+    answers = answer_cells(nb)
+    test_src, _ = graded_tests_of(nb)[f"test_{name}"]
+    if not hidden:
+        test_src = strip_hidden_tests(test_src)
+    ns = answer_namespace()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            for src in helper_sources(aid):
+                exec(compile(src, f"<{aid}:helper>", "exec"), ns)
+            for gid, src in answers.items():
+                if gid == name:
+                    src = replacement if replacement is not None else src
+                    if stub:
+                        src = stub_solutions(src)
+                exec(compile(src, f"<{aid}:{gid}>", "exec"), ns)
+                if gid == name:
+                    break
+            exec(compile(test_src, f"<{aid}:test_{name}>", "exec"), ns)
+    except BaseException as exc:  # noqa: BLE001 - any failure of the test cell counts
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        return exc
+    return None
+
+
+# -- structure --------------------------------------------------------------------------------
+
+def test_graded_md_lists_these_assignments():
+    for aid in ASSIGNMENTS:
+        assert EXPECTED.get(aid), f"notebooks/GRADED.md lists no graded names for {aid}"
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_notebook_structure(aid):
+    nb = notebook(aid)
+    answers, tests = answer_cells(nb), graded_tests_of(nb)
+    assert set(answers) == set(EXPECTED[aid]), f"{aid}: answer cells {sorted(answers)} != GRADED.md {sorted(EXPECTED[aid])}"
+    for name in EXPECTED[aid]:
+        src = answers[name]
+        assert src.count("### BEGIN SOLUTION") == 1 and src.count("### END SOLUTION") == 1, f"{name}: one solution region"
+        stubbed = stub_solutions(src)
+        assert student.is_stub(stubbed) and "### BEGIN SOLUTION" not in stubbed
+        if name[0].isupper() and not name.isupper():
+            assert f"class {name}" in stubbed, f"{name}: the class line must stay outside the solution region"
+        elif not name.isupper():
+            assert re.search(rf"def {name}\(", stubbed), f"{name}: the signature must stay outside the solution region"
+            assert '"""' in stubbed, f"{name}: the docstring must stay outside the solution region"
+        assert "print(" not in src and "plt." not in src, f"{name}: answer cells must not print or plot"
+        assert f"test_{name}" in tests, f"{aid}: no test_{name} cell"
+        test_src, points = tests[f"test_{name}"]
+        assert points > 0, f"test_{name} has no points"
+        assert "### BEGIN HIDDEN TESTS" in test_src and "### END HIDDEN TESTS" in test_src, f"test_{name}: no hidden tests"
+        assert not re.search(r"default_rng\(\s*\)|np\.random\.(rand|randn|random|normal|uniform|seed)\(", test_src), \
+            f"test_{name}: unseeded randomness"
+    # answer cells come before their tests, and tests are locked
+    order = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb["cells"]]
+    for name in EXPECTED[aid]:
+        assert order.index(name) < order.index(f"test_{name}"), f"{name}: the test cell must follow the answer cell"
+    gids = [g for g in order if g]
+    assert len(gids) == len(set(gids)), f"{aid}: duplicate grade_ids"
+    for cell in nb["cells"]:
+        info = cell.get("metadata", {}).get("nbgrader")
+        if info:
+            assert info.get("schema_version") == 3
+            if info.get("grade"):
+                assert info.get("locked") is True
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_saved_without_outputs_and_first_cell_imports(aid):
+    nb = notebook(aid)
+    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for c in code:
+        assert c.get("outputs", []) == [] and c.get("execution_count") is None, f"{aid}: a code cell was saved with outputs"
+    first = "".join(code[0]["source"])
+    assert "import numpy as np" in first and "import dlkit" in first, f"{aid}: the first code cell must import numpy and dlkit"
+    assert "default_rng(" in first, f"{aid}: the first code cell must seed a generator"
+    text = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert text.lstrip().startswith("#"), f"{aid}: start with a title"
+
+
+# -- graded checks ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("aid,name", CASES)
+def test_solution_passes(aid, name):
+    exc = run_graded(aid, name)
+    assert exc is None, f"{aid}/{name}: the reference solution fails its own test cell: {exc!r}"
+
+
+@pytest.mark.parametrize("aid,name", CASES)
+def test_stub_fails(aid, name):
+    assert run_graded(aid, name, stub=True) is not None, f"{aid}/{name}: the test cell passes on the stub"
+    assert run_graded(aid, name, stub=True, hidden=False) is not None, \
+        f"{aid}/{name}: the release form (hidden tests stripped) passes on the stub"
+
+
+@pytest.mark.parametrize("aid,name", CASES)
+def test_mutants_fail(aid, name):
+    mutants = mutants_for(aid, name)
+    assert len(mutants) >= 2, f"{aid}/{name}: fewer than two mutants"
+    survivors = [desc for desc, src in mutants.items() if run_graded(aid, name, replacement=src) is None]
+    killed = len(mutants) - len(survivors)
+    assert killed >= 2, f"{aid}/{name}: only {killed} mutants killed"
+    assert not survivors, f"{aid}/{name}: mutants survive the test cell: {survivors}"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler")
+def test_saxpy_emulator_catches_out_of_bounds_without_crashing():
+    ns = answer_namespace()
+    exec(helper_sources("06_gpu_kernels")[0], ns)
+    bad = ('extern "C" __global__ void saxpy(int n, float a, const float* x, float* y)\n'
+           '{ int i = blockIdx.x * blockDim.x + threadIdx.x; y[i] = a * x[i] + y[i]; }\n')
+    y, expected, cap = ns["emulate_saxpy"](bad, n=10, a=1.0, block=8, grid=2)
+    assert np.allclose(y[:10], expected[:10], rtol=1e-5) and (y[10:16] != 7.0).all() and cap >= 16
+
+
+# -- the student edition runs top to bottom ---------------------------------------------------
+
+@pytest.fixture
+def student_edition(monkeypatch, tmp_path):
+    """dlkit's graded pieces raise NotImplementedError (as in `make release`), and
+    dlkit.student.load finds stubbed copies of the earlier notebooks."""
+    import dlkit
+
+    def stubbed(*args, **kwargs):
+        raise NotImplementedError("stubbed in the student edition")
+
+    for cls in ("Momentum", "Nesterov", "Adam"):
+        if hasattr(dlkit.optim, cls):
+            monkeypatch.setattr(getattr(dlkit.optim, cls), "step", stubbed)
+    for fn in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"):
+        if hasattr(dlkit.init, fn):
+            monkeypatch.setattr(dlkit.init, fn, stubbed)
+    import json
+    for aid in ("03_optimization", "04_initialization"):
+        src = ROOT / "notebooks" / aid / f"{aid}.ipynb"
+        if not src.is_file():
+            continue
+        nb = json.loads(src.read_text(encoding="utf-8"))
+        for cell in nb["cells"]:
+            if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                cell["source"] = stub_solutions(text)
+        (tmp_path / aid).mkdir()
+        (tmp_path / aid / f"{aid}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    monkeypatch.setenv("DLKIT_NOTEBOOKS", str(tmp_path))
+    return dlkit
+
+
+@pytest.mark.parametrize("aid", ASSIGNMENTS)
+def test_student_edition_runs_top_to_bottom(aid, student_edition, monkeypatch):
+    """Every non-graded cell runs with stubs everywhere; every graded test cell fails on them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(nb_path(aid).parent)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("DLKIT_MNIST_DIR", raising=False)
+    ns: dict = {"__name__": "__main__"}
+    out = io.StringIO()
+    failed_tests = []
+    for i, cell in enumerate(notebook(aid)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        info = cell.get("metadata", {}).get("nbgrader", {})
+        if info.get("solution"):
+            src = stub_solutions(src)
+        if info.get("grade"):
+            src = strip_hidden_tests(src)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), np.errstate(all="ignore"):
+                exec(compile(src, f"<{aid} cell {i}>", "exec"), ns)
+        except Exception as exc:  # noqa: BLE001
+            if info.get("grade"):
+                failed_tests.append(info["grade_id"])
+                continue
+            if info.get("solution") and isinstance(exc, NotImplementedError):
+                continue          # a stubbed answer cell that is not a function (SAXPY_KERNEL)
+            raise AssertionError(f"{aid}: cell {i} fails in the student edition: "
+                                 f"{type(exc).__name__}: {exc}\n{src[:400]}") from exc
+        finally:
+            plt.close("all")
+    assert sorted(failed_tests) == sorted(f"test_{n}" for n in EXPECTED[aid])
+    text = out.getvalue().lower()
+    assert "first" in text or "finish" in text, f"{aid}: the demos should say what to finish first"
+    if aid == "07_putting_together":
+        assert text.count("falling back") == 2, "07 must fall back to dlkit's pieces when 03/04 are unfinished"
