@@ -7,10 +7,11 @@
     array([[2., 4.]], dtype=float32)
 """
 from .backend import available_backends, get_backend, set_backend, BackendUnavailable
-from .autograd import Tensor, tensor, grad, no_grad, is_grad_enabled
+from .autograd import Tensor, tensor, grad, hessian, no_grad, is_grad_enabled
 from .ops import (
     exp, log, relu, tanh, sigmoid, logsumexp, log_softmax, softmax,
     stack, concatenate, reshape, transpose, broadcast_to, matmul, maximum, where,
+    softmax_cross_entropy, one_hot,
 )
 from .gradcheck import gradcheck, GradcheckResult
 from . import nn, init, optim, data, train, student  # noqa: E402  (viz imports matplotlib lazily)

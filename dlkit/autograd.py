@@ -64,14 +64,15 @@ class no_grad:
         return wrapper
 
 
-def _enable_grad(enabled: bool) -> no_grad:
-    """``with _enable_grad(True):`` records again (used for ``create_graph``)."""
+def _grad_mode(enabled: bool) -> no_grad:
+    """``with _grad_mode(flag):`` records the graph iff ``flag`` (backward uses ``create_graph``)."""
     return no_grad(enabled)
 
 
 # --------------------------------------------------------------------------- ops
 class Op:
-    """One differentiable operation.  Subclasses define the forward and the VJP side by side.
+    """One differentiable operation (one instance per call).  Subclasses define the forward and
+    the VJP side by side.
 
     * ``compute(*arrays)``: the forward pass on backend arrays; returns a backend array.
     * ``gradient(out_grad, node)``: ``out_grad`` is ∂loss/∂node (a Tensor shaped like
@@ -83,7 +84,19 @@ class Op:
     backend: Backend        # set just before compute(): the inputs' backend
 
     def __call__(self, *inputs: "Tensor") -> "Tensor":
-        return Tensor._from_op(self, inputs)
+        """Run the forward pass; record (op, inputs) on the output if any input needs grad."""
+        backend = inputs[0]._backend
+        for x in inputs:
+            if x._backend is not backend:
+                _check_same_backend(inputs)
+        self.backend = backend
+        out = Tensor._wrap(self.compute(*[x._array for x in inputs]), backend)
+        if _GRAD_ENABLED:
+            for x in inputs:
+                if x._requires_grad:
+                    out._op, out._inputs, out._requires_grad = self, inputs, True
+                    break
+        return out
 
     def compute(self, *arrays: Any) -> Any:
         raise NotImplementedError
@@ -134,18 +147,6 @@ class Tensor:
         t._requires_grad, t.grad = False, None
         return t
 
-    @staticmethod
-    def _from_op(op: Op, inputs: Sequence["Tensor"]) -> "Tensor":
-        backend = _check_same_backend(inputs) if len(inputs) > 1 else inputs[0]._backend
-        op.backend = backend
-        t = Tensor._wrap(op.compute(*[x._array for x in inputs]), backend)
-        if _GRAD_ENABLED:
-            for x in inputs:
-                if x._requires_grad:
-                    t._op, t._inputs, t._requires_grad = op, tuple(inputs), True
-                    break
-        return t
-
     # -- basic properties ---------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
@@ -157,7 +158,7 @@ class Tensor:
 
     @property
     def ndim(self) -> int:
-        return len(self._array.shape)
+        return self._array.ndim
 
     @property
     def size(self) -> int:
@@ -193,6 +194,9 @@ class Tensor:
             raise RuntimeError("requires_grad can only be changed on leaf tensors; "
                                "use .detach() to cut a computed tensor out of the graph")
         self._requires_grad = bool(value)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
     def __len__(self) -> int:
         if not self.shape:
@@ -264,7 +268,9 @@ class Tensor:
     def __repr__(self) -> str:
         body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
         extra = f", dtype={self.dtype}"
-        if self._requires_grad:
+        if self._op is not None:
+            extra += f", op={type(self._op).__name__}"       # made by an op: part of a graph
+        elif self._requires_grad:
             extra += ", requires_grad=True"
         if self._backend.name != "numpy":
             extra += f", backend={self._backend.name!r}"
@@ -285,17 +291,17 @@ class Tensor:
                                "computed under no_grad / from .detach())")
         seed = _seed_gradient(self, out_grad, "backward()")
         order = _topological_order([self])
-        leaves = [n for n in order if n._op is None]
-        grads = _reverse_sweep(order, {id(self): seed}, {id(n) for n in leaves}, create_graph)
+        leaves = {n for n in order if n._op is None}
+        grads = _reverse_sweep(order, {self: seed}, leaves, create_graph)
         seen: set[int] = set()
-        with _enable_grad(create_graph):
-            for leaf in leaves:
-                g = grads.get(id(leaf))
-                if g is None:
-                    continue
+        with _grad_mode(create_graph):
+            for leaf, g in grads.items():
                 if not create_graph:
-                    if id(g._array) in seen or g is seed:      # never let two .grad share memory
-                        g = Tensor._wrap(g._backend.copy(g._array), g._backend)
+                    # .grad must own its memory: optimizers may update it in place, so it must
+                    # not be the caller's out_grad, another leaf's .grad, or a (numpy) view
+                    arr = g._array
+                    if g is seed or id(arr) in seen or getattr(arr, "base", None) is not None:
+                        g = Tensor._wrap(g._backend.copy(arr), g._backend)
                     seen.add(id(g._array))
                 leaf.grad = g if leaf.grad is None else leaf.grad + g
 
@@ -322,7 +328,7 @@ class Tensor:
 
     def sum(self, axis=None, keepdims=False): return _ops().summation(self, axis, keepdims)
     def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return _ops().max(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _ops().amax(self, axis, keepdims)
     def reshape(self, *shape): return _ops().reshape(self, _shape_arg(shape))
     def transpose(self, axes=None): return _ops().transpose(self, axes)
     def broadcast_to(self, shape): return _ops().broadcast_to(self, shape)
@@ -389,52 +395,56 @@ def _seed_gradient(output: Tensor, out_grad: Any, who: str) -> Tensor:
 
 
 def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
-    """Every tensor that requires grad and reaches a root, inputs before outputs (DFS post-order)."""
+    """Every tensor that requires grad and reaches a root, inputs before outputs (DFS post-order).
+
+    (Tensors hash by identity, so they can be set members and dict keys.)
+    """
     order: list[Tensor] = []
-    visited: set[int] = set()
+    visited: set[Tensor] = set()
     for root in roots:
-        stack = [(root, False)]
+        if root in visited:
+            continue
+        visited.add(root)
+        stack = [(root, iter(root._inputs))]
         while stack:
-            node, expanded = stack.pop()
-            if expanded:
+            node, children = stack[-1]
+            for x in children:
+                if x._requires_grad and x not in visited:
+                    visited.add(x)
+                    stack.append((x, iter(x._inputs)))
+                    break
+            else:                       # all inputs done: node comes after them
+                stack.pop()
                 order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for x in node._inputs:
-                if x._requires_grad and id(x) not in visited:
-                    stack.append((x, False))
     return order
 
 
-def _reverse_sweep(order: list[Tensor], grads: dict[int, Tensor], keep: set[int],
-                   create_graph: bool) -> dict[int, Tensor]:
+def _reverse_sweep(order: list[Tensor], grads: dict[Tensor, Tensor], keep: set[Tensor],
+                   create_graph: bool) -> dict[Tensor, Tensor]:
     """Walk ``order`` backwards applying VJPs; return the gradients of the nodes in ``keep``.
 
-    ``grads`` maps id(node) -> ∂out/∂node, initially just the seed.  A node's gradient is
+    ``grads`` maps node -> ∂out/∂node, initially just the seed.  A node's gradient is
     complete once every consumer (all later in ``order``) has added its contribution.
     """
-    kept: dict[int, Tensor] = {}
-    with _enable_grad(create_graph):
+    kept: dict[Tensor, Tensor] = {}
+    with _grad_mode(create_graph):
         for node in reversed(order):
-            g = grads.pop(id(node), None)
+            g = grads.pop(node, None)
             if g is None:
                 continue
-            if id(node) in keep:
-                kept[id(node)] = g
-            if node._op is None:
+            if node in keep:
+                kept[node] = g
+            op = node._op
+            if op is None:
                 continue
-            in_grads = node._op.gradient(g, node)
-            for x, gx in zip(node._inputs, in_grads):
+            for x, gx in zip(node._inputs, op.gradient(g, node)):
                 if gx is None or not x._requires_grad:
                     continue
-                if gx.shape != x.shape:
-                    raise RuntimeError(f"{type(node._op).__name__}.gradient returned a gradient "
+                if gx._array.shape != x._array.shape:
+                    raise RuntimeError(f"{type(op).__name__}.gradient returned a gradient "
                                        f"of shape {gx.shape} for an input of shape {x.shape}")
-                prev = grads.get(id(x))
-                grads[id(x)] = gx if prev is None else prev + gx
+                prev = grads.get(x)
+                grads[x] = gx if prev is None else prev + gx
     return kept
 
 
@@ -467,21 +477,21 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
         if not x.requires_grad:
             raise ValueError(f"grad(): inputs[{i}] (shape {x.shape}, {x.dtype}) does not require "
                              f"grad; create it with requires_grad=True")
-    grads: dict[int, Tensor] = {}
+    grads: dict[Tensor, Tensor] = {}
     roots = []
     for k, (y, gy) in enumerate(zip(outputs, out_grads)):
         if not y.requires_grad:
             continue
         seed = _seed_gradient(y, gy, f"grad() (output {k})")
-        prev = grads.get(id(y))
-        with _enable_grad(create_graph):
-            grads[id(y)] = seed if prev is None else prev + seed
+        prev = grads.get(y)
+        with _grad_mode(create_graph):
+            grads[y] = seed if prev is None else prev + seed
         roots.append(y)
     order = _topological_order(roots)
-    kept = _reverse_sweep(order, grads, {id(x) for x in inputs}, create_graph)
+    kept = _reverse_sweep(order, grads, set(inputs), create_graph)
     result: list[Tensor | None] = []
     for i, x in enumerate(inputs):
-        g = kept.get(id(x))
+        g = kept.get(x)
         if g is None and not allow_unused:
             raise ValueError(f"grad(): inputs[{i}] (shape {x.shape}) is not connected to the "
                              f"outputs; pass allow_unused=True to get None for it")

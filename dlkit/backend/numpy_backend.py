@@ -20,6 +20,11 @@ import numpy as np
 from .base import Axis, Backend, Shape
 
 
+def _nd(x: Any) -> np.ndarray:
+    """numpy returns scalars (np.float32) for 0-d results; keep everything an ndarray."""
+    return x if type(x) is np.ndarray else np.asarray(x)
+
+
 class NumpyBackend(Backend):
     """Host arrays, computed with numpy (BLAS for ``matmul``)."""
 
@@ -77,55 +82,55 @@ class NumpyBackend(Backend):
         return np.concatenate(arrays, axis=axis)
 
     # -- elementwise ------------------------------------------------------------
-    def add(self, a, b): return np.add(a, b)
-    def sub(self, a, b): return np.subtract(a, b)
-    def mul(self, a, b): return np.multiply(a, b)
-    def div(self, a, b): return np.true_divide(a, b)
-    def maximum(self, a, b): return np.maximum(a, b)
-    def neg(self, a): return np.negative(a)
-    def exp(self, a): return np.exp(a)
-    def log(self, a): return np.log(a)
-    def tanh(self, a): return np.tanh(a)
-    def sqrt(self, a): return np.sqrt(a)
+    def add(self, a, b): return _nd(np.add(a, b))
+    def sub(self, a, b): return _nd(np.subtract(a, b))
+    def mul(self, a, b): return _nd(np.multiply(a, b))
+    def div(self, a, b): return _nd(np.true_divide(a, b))
+    def maximum(self, a, b): return _nd(np.maximum(a, b))
+    def neg(self, a): return _nd(np.negative(a))
+    def exp(self, a): return _nd(np.exp(a))
+    def log(self, a): return _nd(np.log(a))
+    def tanh(self, a): return _nd(np.tanh(a))
+    def sqrt(self, a): return _nd(np.sqrt(a))
 
     def power(self, a, exponent: float):
         if exponent == 2:
-            return np.square(a)
-        return np.power(a, exponent)
+            return _nd(np.square(a))
+        return _nd(np.power(a, exponent))
 
     def relu(self, a):
-        return np.maximum(a, 0)
+        return _nd(np.maximum(a, 0))
 
     def sigmoid(self, a):
         """σ(a) = ½(1 + tanh(a/2)): one formula, stable for large |a|."""
-        out = np.multiply(a, 0.5)
+        out = np.multiply(a, 0.5, out=np.empty_like(a))
         np.tanh(out, out=out)
         out *= 0.5
         out += 0.5
         return out
 
-    def equal(self, a, b): return np.equal(a, b)
-    def not_equal(self, a, b): return np.not_equal(a, b)
-    def greater(self, a, b): return np.greater(a, b)
-    def greater_equal(self, a, b): return np.greater_equal(a, b)
-    def less(self, a, b): return np.less(a, b)
-    def less_equal(self, a, b): return np.less_equal(a, b)
+    def equal(self, a, b): return _nd(np.equal(a, b))
+    def not_equal(self, a, b): return _nd(np.not_equal(a, b))
+    def greater(self, a, b): return _nd(np.greater(a, b))
+    def greater_equal(self, a, b): return _nd(np.greater_equal(a, b))
+    def less(self, a, b): return _nd(np.less(a, b))
+    def less_equal(self, a, b): return _nd(np.less_equal(a, b))
 
-    def where(self, cond, a, b): return np.where(cond, a, b)
+    def where(self, cond, a, b): return _nd(np.where(cond, a, b))
 
     # -- reductions ---------------------------------------------------------------
     def sum(self, a, axis: Axis = None, keepdims: bool = False):
-        return np.sum(a, axis=axis, keepdims=keepdims)
+        return _nd(a.sum(axis=axis, keepdims=keepdims))
 
     def max(self, a, axis: Axis = None, keepdims: bool = False):
-        return np.max(a, axis=axis, keepdims=keepdims)
+        return _nd(a.max(axis=axis, keepdims=keepdims))
 
     def argmax(self, a, axis: int | None = None):
-        return np.argmax(a, axis=axis)
+        return _nd(np.argmax(a, axis=axis))
 
     # -- linear algebra -------------------------------------------------------------
     def matmul(self, a, b):
-        return np.matmul(a, b)
+        return np.matmul(a, b)           # ops.py passes >= 2-D operands
 
     # -- fused numerics ----------------------------------------------------------
     def logsumexp(self, a, axis: Axis, keepdims: bool = False):
@@ -135,7 +140,8 @@ class NumpyBackend(Backend):
         e = np.subtract(a, m)
         np.exp(e, out=e)
         s = np.sum(e, axis=axis, keepdims=True)
-        np.log(s, out=s)
+        with np.errstate(divide="ignore"):            # log 0 = -inf for an all -inf slice
+            np.log(s, out=s)
         s += m
         return s if keepdims else np.squeeze(s, axis=axis)
 
@@ -146,15 +152,17 @@ class NumpyBackend(Backend):
     def softmax_cross_entropy(self, logits, labels):
         """Mean over rows of ``logsumexp(z_i) − z_i[y_i]`` and its gradient ``(softmax − onehot)/m``."""
         m, k = logits.shape
-        if m and (labels.min() < 0 or labels.max() >= k):
-            raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {k}); "
-                             f"got values from {labels.min()} to {labels.max()}")
+        if m:
+            lo, hi = labels.min(), labels.max()
+            if lo < 0 or hi >= k:
+                raise ValueError(f"softmax_cross_entropy: labels must lie in [0, {k}); "
+                                 f"got values from {lo} to {hi}")
         rows = np.arange(m)
-        shifted = np.subtract(logits, np.max(logits, axis=1, keepdims=True))
+        shifted = logits - logits.max(axis=1, keepdims=True)
         picked = shifted[rows, labels]                 # z_i[y_i] − max_i   (m,)
         e = np.exp(shifted, out=shifted)               # reuse the buffer
-        sumexp = np.sum(e, axis=1, keepdims=True)      # (m, 1)
-        loss = (np.sum(np.log(sumexp)) - np.sum(picked)) / m
+        sumexp = e.sum(axis=1, keepdims=True)          # (m, 1)
+        loss = (np.log(sumexp).sum() - picked.sum()) / m
         e /= sumexp                                    # softmax
         e[rows, labels] -= 1
         e *= 1.0 / m
