@@ -15,7 +15,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ._graded import graded
-from .autograd import Tensor, grad as autograd_grad, no_grad, tensor
+from .autograd import Tensor, grad as autograd_grad, no_grad
 
 __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Momentum", "Nesterov", "Newton",
@@ -138,7 +138,7 @@ class Optimizer:
         state = {}
         for i, entry in enumerate(self.state):
             if entry:
-                state[i] = {k: (_be(self.params[i]).to_numpy(v).copy() if not isinstance(v, (int, float, np.ndarray)) else v)
+                state[i] = {k: v if isinstance(v, (bool, int, float)) else np.array(_be(self.params[i]).to_numpy(v))
                             for k, v in entry.items()}
         return {"state": state, "hyperparameters": {k: getattr(self, k) for k in self._hyper}}
 
@@ -438,16 +438,17 @@ class Newton(Optimizer):
         loss = closure()
         if tuple(loss.shape) not in ((), (1,)):
             raise ValueError(f"Newton.step: the closure must return a scalar loss, got shape {tuple(loss.shape)}")
-        grads = autograd_grad(loss, self.params, create_graph=True)
-        flat = [gi.reshape((-1,)) if gi.shape else gi.reshape((1,)) for gi in grads]
         sizes = [int(np.prod(p.shape, dtype=np.int64)) for p in self.params]
+        grads = autograd_grad(loss, self.params, create_graph=True, allow_unused=True)
+        flat = [(gi if gi is not None else p * 0.0).reshape((size,))  # unused parameter: zero gradient
+                for gi, p, size in zip(grads, self.params, sizes)]
         n = sum(sizes)
         g_host = np.concatenate([fi.numpy().astype(np.float64).ravel() for fi in flat])
         H = np.zeros((n, n))
         row = 0
         for fi, size in zip(flat, sizes):
             for k in range(size):
-                second = autograd_grad(fi[k], self.params, create_graph=False)
+                second = autograd_grad(fi[k], self.params, allow_unused=True)
                 H[row] = np.concatenate([
                     (s.numpy() if s is not None else np.zeros(p.shape)).astype(np.float64).ravel()
                     for s, p in zip(second, self.params)])

@@ -1,1 +1,140 @@
-"""dlkit.viz (being written)."""
+"""Plots the notebooks draw.  Every function returns a matplotlib ``Figure`` (never shows it).
+
+matplotlib is imported inside the functions, so ``import dlkit`` stays light.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .autograd import Tensor, grad, tensor
+from .nn import Linear, Module, Sequential
+
+__all__ = ["plot_history", "plot_trajectories", "layer_stats", "plot_layer_stats"]
+
+
+def _figure(ncols: int = 1, figsize: tuple[float, float] | None = None):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize or (5.0 * ncols, 3.8), layout="constrained")
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def plot_history(history: Mapping[str, list]) -> Any:
+    """Loss (left) and accuracy (right, when recorded) per epoch, train and validation."""
+    has_acc = any(a is not None for a in history.get("train_acc", []) + history.get("val_acc", []))
+    fig, axes = _figure(2 if has_acc else 1)
+    panels = [("loss", axes[0])] + ([("acc", axes[1])] if has_acc else [])
+    for key, ax in panels:
+        for split in ("train", "val"):
+            values = [v for v in history.get(f"{split}_{key}", []) if v is not None]
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, marker="o", ms=3, label=split)
+        best = getattr(history, "best_epoch", None)
+        if best is not None:
+            ax.axvline(best + 1, color="gray", ls=":", lw=1, label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy" if key == "acc" else "loss")
+        ax.legend()
+    return fig
+
+
+def plot_trajectories(f: Callable[[np.ndarray], np.ndarray], trajectories: Mapping[str, np.ndarray],
+                      xlim: tuple[float, float] | None = None, ylim: tuple[float, float] | None = None,
+                      levels: int = 30, resolution: int = 200, title: str | None = None) -> Any:
+    """Contours of a 2-D function with optimizer paths drawn on top.
+
+    ``f`` maps points of shape (N, 2) to values (N,) (one point at a time also works);
+    ``trajectories`` maps a label to an array (T, 2) of iterates θ₀, θ₁, ...
+    Limits default to the trajectories' bounding box plus a margin.
+    """
+    paths = {label: np.asarray(t, dtype=np.float64) for label, t in trajectories.items()}
+    for label, t in paths.items():
+        if t.ndim != 2 or t.shape[1] != 2:
+            raise ValueError(f"plot_trajectories: trajectory {label!r} must have shape (T, 2), got {t.shape}")
+    if xlim is None or ylim is None:
+        pts = np.concatenate(list(paths.values())) if paths else np.zeros((1, 2))
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        pad = 0.15 * np.maximum(hi - lo, 1e-3) + 0.1
+        xlim = xlim or (lo[0] - pad[0], hi[0] + pad[0])
+        ylim = ylim or (lo[1] - pad[1], hi[1] + pad[1])
+    xs, ys = np.linspace(*xlim, resolution), np.linspace(*ylim, resolution)
+    X, Y = np.meshgrid(xs, ys)
+    grid = np.column_stack([X.ravel(), Y.ravel()])
+    try:
+        Z = np.asarray(f(grid), dtype=np.float64).reshape(X.shape)
+    except Exception:  # f handles one point at a time
+        Z = np.array([float(f(p)) for p in grid]).reshape(X.shape)
+    fig, (ax,) = _figure(1, (6.0, 5.0))
+    ax.contour(X, Y, Z, levels=levels, cmap="viridis", linewidths=0.8)
+    for label, t in paths.items():
+        ax.plot(t[:, 0], t[:, 1], marker="o", ms=3, lw=1.5, label=label)
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
+    ax.set_xlabel("θ₁")
+    ax.set_ylabel("θ₂")
+    if title:
+        ax.set_title(title)
+    if paths:
+        ax.legend()
+    return fig
+
+
+def _flat_layers(model: Module) -> list[Module]:
+    if isinstance(model, Sequential):
+        return [leaf for m in model.layers for leaf in _flat_layers(m)]
+    return [model]
+
+
+def layer_stats(model: Module, X: Any, y: Any, loss_fn: Callable) -> dict[str, np.ndarray]:
+    """Per-Linear-layer activation and gradient norms of a Sequential model (e.g. an MLP).
+
+    For linear layer i (1-based): ``activation_norm[i-1]`` = ‖Z_i‖_F, the Frobenius norm of the
+    block output (after its activation, i.e. the input of the next Linear; the logits for the
+    last layer), and ``gradient_norm[i-1]`` = ‖∇_{W_i} loss‖_F on the batch (X, y).
+    Parameters' ``.grad`` are left untouched.  Returns ``{"layer", "activation_norm",
+    "gradient_norm"}`` with arrays of length L.
+    """
+    layers = _flat_layers(model)
+    linears = [m for m in layers if isinstance(m, Linear)]
+    if not linears:
+        raise TypeError(f"layer_stats: {type(model).__name__} has no Linear layers "
+                        "(it expects a Sequential model such as dlkit.nn.MLP)")
+    x = X if isinstance(X, Tensor) else tensor(np.asarray(X), dtype=linears[0].weight.dtype)
+    norms: list[float] = []
+    seen_linear = False
+    for layer in layers:
+        if isinstance(layer, Linear):
+            if seen_linear:
+                norms.append(float(np.linalg.norm(x.numpy().astype(np.float64))))
+            seen_linear = True
+        x = layer(x)
+    norms.append(float(np.linalg.norm(x.numpy().astype(np.float64))))
+    loss = loss_fn(x, y)
+    grads = grad(loss, [m.weight for m in linears])
+    gnorms = [float(np.linalg.norm(g.numpy().astype(np.float64))) for g in grads]
+    return {"layer": np.arange(1, len(linears) + 1), "activation_norm": np.array(norms),
+            "gradient_norm": np.array(gnorms)}
+
+
+def plot_layer_stats(stats: Mapping[str, Any]) -> Any:
+    """Activation norms (left) and weight-gradient norms (right) against depth, log scale.
+
+    ``stats``: one :func:`layer_stats` result, or ``{label: result}`` to compare several runs
+    (e.g. σ² = 1/n, 2/n, 3/n).
+    """
+    runs = {"": stats} if "activation_norm" in stats else dict(stats)
+    fig, axes = _figure(2)
+    for label, s in runs.items():
+        layers = np.asarray(s.get("layer", np.arange(1, len(s["activation_norm"]) + 1)))
+        axes[0].plot(layers, s["activation_norm"], label=label or None)
+        axes[1].plot(layers, s["gradient_norm"], label=label or None)
+    for ax, name in zip(axes, ("activation norm ‖Z_i‖", "gradient norm ‖∇W_i‖")):
+        ax.set_yscale("log")
+        ax.set_xlabel("layer i")
+        ax.set_ylabel(name)
+        if len(runs) > 1 or "" not in runs:
+            ax.legend()
+    return fig
