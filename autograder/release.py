@@ -4,6 +4,8 @@
 
     release/<ID>/<ID>.ipynb     nbgrader generate_assignment output, one folder per assignment
     release/kit/                the student edition of the library: dlkit/, kernels/, pyproject.toml
+    release/Makefile            ``make lab`` for students: .venv, the student kit, JupyterLab here
+    release/README.md           what students do with it
 
 Every function in dlkit decorated with ``@graded("<ID>")`` keeps its signature and docstring, but
 its body becomes ``raise NotImplementedError(...)`` naming the notebook that asks for it.  The
@@ -23,6 +25,35 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 KIT_FILES = ("pyproject.toml", "environment.yml", "README.md")
+
+STUDENT_MAKEFILE = """\
+# Student edition of the dlkit course. `make lab` sets everything up and opens JupyterLab.
+PYTHON ?= python3
+VENV := .venv
+
+lab: $(VENV)/.installed
+\t$(VENV)/bin/jupyter lab --ServerApp.root_dir=.
+
+$(VENV)/.installed: kit/pyproject.toml
+\t$(PYTHON) -m venv $(VENV)
+\t$(VENV)/bin/python -m pip install -q --upgrade pip
+\t$(VENV)/bin/python -m pip install -q -e ./kit
+\t@touch $@
+"""
+
+STUDENT_README = """\
+# Deep learning systems: your notebooks
+
+Run `make lab` (needs Python >= 3.10 and pip): it creates `.venv`, installs the course library
+`dlkit` from `kit/`, and opens JupyterLab here. Work through the folders in order, 00 to 07.
+
+* Write your code where a cell says `# YOUR CODE HERE` and remove the `raise NotImplementedError()`.
+* The test cells after each task check your work as you go; your grade comes from hidden checks
+  your TA runs on the notebook you submit, so keep the function names and signatures as given.
+* Some pieces of `dlkit` are yours to write (optimizers in 03, initializers in 04). Until you have,
+  calling them raises NotImplementedError naming the notebook. Later notebooks reuse your own
+  answers with `dlkit.student.load("<notebook>", "<name>")`.
+"""
 
 
 def assignments(notebooks: Path = NOTEBOOKS) -> list[str]:
@@ -180,6 +211,8 @@ def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str 
     for name in KIT_FILES:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, kit / name)
+    (out / "Makefile").write_text(STUDENT_MAKEFILE, encoding="utf-8")
+    (out / "README.md").write_text(STUDENT_README, encoding="utf-8")
     return out
 
 

@@ -102,7 +102,8 @@ def fit(model: Module, loss_fn, optimizer, train_loader: Iterable, epochs: int =
     ``early_stopping``: patience — stop after that many epochs without a lower monitored loss
     (validation loss if ``val_loader`` else training loss), then restore the best weights.
     ``scheduler``: its ``step()`` is called after every epoch.
-    ``progress``: tqdm bars (one over epochs, one per epoch over batches); False is silent.
+    ``progress``: two tqdm bars, one over epochs and one over the current epoch's batches (reset
+    each epoch, so a long run draws two widgets, not one per epoch); False is silent.
     """
     from tqdm.auto import tqdm
 
@@ -114,10 +115,12 @@ def fit(model: Module, loss_fn, optimizer, train_loader: Iterable, epochs: int =
     best_loss, best_state, waited = math.inf, None, 0
     n_batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     epoch_bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=True)
+    batch_bar = tqdm(total=n_batches, desc="batches", leave=False, disable=not progress)
     for epoch in epoch_bar:
         model.train()
-        with tqdm(total=n_batches, desc=f"epoch {epoch + 1}", leave=False, disable=not progress) as bar:
-            train_loss, train_acc = _run_epoch(model, loss_fn, train_loader, optimizer, bar)
+        batch_bar.reset(total=n_batches)
+        batch_bar.set_description(f"epoch {epoch + 1}")
+        train_loss, train_acc = _run_epoch(model, loss_fn, train_loader, optimizer, batch_bar)
         history["train_loss"].append(train_loss)
         history["train_acc"].append(train_acc)
         history["lr"].append(getattr(optimizer, "lr", None))
@@ -146,6 +149,7 @@ def fit(model: Module, loss_fn, optimizer, train_loader: Iterable, epochs: int =
         if early_stopping is not None and waited >= early_stopping:
             history.stopped_early = True
             break
+    batch_bar.close()
     epoch_bar.close()
     if early_stopping is not None and best_state is not None:
         model.load_state_dict(best_state)

@@ -166,6 +166,8 @@ def test_release_has_every_assignment_and_the_kit(built_release):
         assert (built_release / ID / f"{ID}.ipynb").is_file()
     assert (built_release / "kit" / "dlkit" / "__init__.py").is_file()
     assert (built_release / "kit" / "pyproject.toml").is_file()
+    makefile = (built_release / "Makefile").read_text()
+    assert "lab:" in makefile and "pip install -q -e ./kit" in makefile and "\tjupyter" not in makefile
     assert sorted((built_release / "kit" / "kernels").glob("*.cu")) or not list((REPO / "kernels").glob("*.cu"))
 
 
