@@ -8,8 +8,7 @@ For each graded name of notebooks/GRADED.md in assignments 00_arrays_broadcastin
 * the answer cell followed by its test cell (hidden tests included) passes in a fresh
   ``answer_namespace()``; with the answer stubbed the way nbgrader's release does, the test cell
   fails, also in its release form (hidden tests stripped);
-* every known-wrong implementation in ``tests/mutants/<ID>.py`` (plus a few local ones where that
-  file has fewer than two) makes the test cell fail;
+* every known-wrong implementation in ``tests/mutants/<ID>.py`` makes the test cell fail;
 * the student edition of each notebook (answers stubbed, dlkit's graded pieces raising
   NotImplementedError) still runs top to bottom apart from its graded test cells.
 
@@ -19,22 +18,20 @@ solutions and mutants (student code is only ever run by the sandboxed autograder
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dlkit import student
+from tests.mutants import load_mutants
+from tests.nbcontract import graded_md_names, nb_path, notebook
 
 answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
-read_notebook, strip_hidden_tests, stub_solutions = student.read_notebook, student.strip_hidden_tests, student.stub_solutions
+strip_hidden_tests, stub_solutions = student.strip_hidden_tests, student.stub_solutions
 graded_tests_of = student.test_cells      # not named test_*: pytest would collect it
 
-ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ("00_arrays_broadcasting", "01_autodiff_backprop", "02_fully_connected", "03_optimization")
 EXPECTED = {
     "00_arrays_broadcasting": ["broadcast_shape", "unbroadcast", "linear_forward"],
@@ -42,128 +39,6 @@ EXPECTED = {
     "02_fully_connected": ["mlp_forward", "count_parameters"],
     "03_optimization": ["gradient_descent", "newton_step", "Momentum", "Nesterov", "RMSprop", "Adam"],
 }
-
-
-def nb_path(aid: str) -> Path:
-    return ROOT / "notebooks" / aid / f"{aid}.ipynb"
-
-
-_NB_CACHE: dict[str, dict] = {}
-
-
-def notebook(aid: str) -> dict:
-    if aid not in _NB_CACHE:
-        _NB_CACHE[aid] = read_notebook(nb_path(aid))
-    return _NB_CACHE[aid]
-
-
-def graded_md_names() -> dict[str, list[str]]:
-    """The graded names GRADED.md lists for each of our assignments, in table order."""
-    names: dict[str, list[str]] = {}
-    current = None
-    for line in (ROOT / "notebooks" / "GRADED.md").read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^\|\s*([0-9]{2}_[a-z_]+)?\s*\|\s*`([A-Za-z_][A-Za-z0-9_]*)`\s*\|", line)
-        if not m:
-            continue
-        if m.group(1):
-            current = m.group(1)
-        if current in ASSIGNMENTS:
-            names.setdefault(current, []).append(m.group(2))
-    return names
-
-
-# -- local mutants, used where tests/mutants/<ID>.py has fewer than two for a name -------------------
-LOCAL_MUTANTS: dict[str, dict[str, dict[str, str]]] = {
-    "00_arrays_broadcasting": {
-        "broadcast_shape": {
-            "max of each pair after right-alignment, never raises": (
-                "def broadcast_shape(shape_a, shape_b):\n"
-                "    a, b = tuple(shape_a), tuple(shape_b)\n"
-                "    n = max(len(a), len(b))\n"
-                "    a = (1,) * (n - len(a)) + a\n"
-                "    b = (1,) * (n - len(b)) + b\n"
-                "    return tuple(max(x, y) for x, y in zip(a, b))\n"),
-            "no padding: zip of the two shapes": (
-                "def broadcast_shape(shape_a, shape_b):\n"
-                "    return tuple(max(x, y) for x, y in zip(shape_a, shape_b))\n"),
-        },
-        "unbroadcast": {
-            "sums every axis": "def unbroadcast(grad, shape):\n    return np.asarray(grad).sum()\n",
-            "mean over leading axes": (
-                "def unbroadcast(grad, shape):\n"
-                "    g = np.asarray(grad)\n"
-                "    while g.ndim > len(shape):\n"
-                "        g = g.mean(axis=0)\n"
-                "    return g\n"),
-        },
-        "linear_forward": {
-            "no bias": "def linear_forward(Z, W, b):\n    return Z @ W\n",
-            "bias subtracted": "def linear_forward(Z, W, b):\n    return Z @ W - b\n",
-        },
-    },
-    "01_autodiff_backprop": {
-        "matmul_vjp": {
-            "no transposes": "def matmul_vjp(A, B, G):\n    return G @ B, A @ G\n",
-            "swapped": "def matmul_vjp(A, B, G):\n    return A.T @ G, G @ B.T\n",
-        },
-        "relu_vjp": {
-            "mask at >= 0": "def relu_vjp(X, G):\n    return G * (X >= 0)\n",
-            "ignores G": "def relu_vjp(X, G):\n    return (X > 0) * 1.0\n",
-        },
-        "logsumexp_vjp": {
-            "no upstream": ("def logsumexp_vjp(X, G):\n"
-                            "    E = np.exp(X - X.max(axis=1, keepdims=True))\n"
-                            "    return E / E.sum(axis=1, keepdims=True)\n"),
-            "unstable": ("def logsumexp_vjp(X, G):\n"
-                         "    E = np.exp(X)\n"
-                         "    return G[:, None] * E / E.sum(axis=1, keepdims=True)\n"),
-        },
-        "mlp_backward": {
-            "zeros": "def mlp_backward(X, y, weights):\n    return [np.zeros_like(W) for W in weights]\n",
-            "last layer only": (
-                "def mlp_backward(X, y, weights):\n"
-                "    return [np.zeros_like(W) for W in weights[:-1]] + [np.ones_like(weights[-1])]\n"),
-        },
-    },
-    "02_fully_connected": {
-        "mlp_forward": {
-            "no biases": (
-                "def mlp_forward(X, weights, biases, activation='relu'):\n"
-                "    Z = X\n"
-                "    for i, W in enumerate(weights):\n"
-                "        Z = Z @ W\n"
-                "        if i < len(weights) - 1:\n"
-                "            Z = np.maximum(Z, 0)\n"
-                "    return Z\n"),
-            "activation on every layer": (
-                "def mlp_forward(X, weights, biases, activation='relu'):\n"
-                "    Z = X\n"
-                "    for W, b in zip(weights, biases):\n"
-                "        Z = np.maximum(Z @ W + b, 0)\n"
-                "    return Z\n"),
-        },
-        "count_parameters": {
-            "weights only": "def count_parameters(widths):\n    return sum(a * b for a, b in zip(widths[:-1], widths[1:]))\n",
-            "float": "def count_parameters(widths):\n    return float(sum(a * b + b for a, b in zip(widths[:-1], widths[1:])))\n",
-        },
-    },
-    "03_optimization": {},
-}
-
-
-def mutants(aid: str) -> dict[str, dict[str, str]]:
-    """tests/mutants/<ID>.py (loaded by path), topped up with local mutants where it has fewer than 2."""
-    found: dict[str, dict[str, str]] = {}
-    path = ROOT / "tests" / "mutants" / f"{aid}.py"
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location(f"_mutants_{aid}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        found = {name: dict(variants) for name, variants in module.MUTANTS.items()}
-    for name, variants in LOCAL_MUTANTS.get(aid, {}).items():
-        if len(found.get(name, {})) < 2:
-            found.setdefault(name, {}).update({f"(local) {k}": v for k, v in variants.items()})
-    return found
 
 
 def run_graded(aid: str, name: str, answer_source: str, test_source: str) -> BaseException | None:
@@ -192,7 +67,7 @@ CASES = [(aid, name) for aid in ASSIGNMENTS for name in EXPECTED[aid]]
 # -- structure ----------------------------------------------------------------------------------
 
 def test_expected_names_match_graded_md():
-    assert graded_md_names() == EXPECTED
+    assert {aid: graded_md_names()[aid] for aid in ASSIGNMENTS} == EXPECTED
 
 
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
@@ -269,7 +144,7 @@ def test_stub_fails(aid, name):
 
 @pytest.mark.parametrize("aid,name", CASES)
 def test_mutants_fail(aid, name):
-    variants = mutants(aid).get(name, {})
+    variants = load_mutants(aid).get(name, {})
     assert len(variants) >= 2, f"fewer than 2 mutants for {name}"
     test_source = graded_tests_of(notebook(aid))[f"test_{name}"][0]
     survivors = [desc for desc, src in variants.items() if run_graded(aid, name, src, test_source) is None]

@@ -9,8 +9,7 @@ For each graded name that notebooks/GRADED.md lists for 04_initialization,
   ``answer_namespace()``;
 * with the answer stubbed as nbgrader's release does, the test cell fails — with and without its
   hidden tests (the release form);
-* the known-wrong implementations of ``tests/mutants/<ID>.py`` (plus local ones where that file has
-  fewer than two) make the test cell fail: at least two per function, and we report survivors.
+* the known-wrong implementations of ``tests/mutants/<ID>.py`` make the test cell fail: at least two per function, and we report survivors.
 
 Sources are the project's own trusted solutions and mutants, executed with ``exec`` in this process
 (student code only ever runs in the sandboxed autograder).
@@ -18,179 +17,27 @@ Sources are the project's own trusted solutions and mutants, executed with ``exe
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dlkit import student
+from tests.mutants import load_mutants
+from tests.nbcontract import ROOT, graded_md_names, nb_path, notebook
 
 answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
-read_notebook, strip_hidden_tests, stub_solutions = student.read_notebook, student.strip_hidden_tests, student.stub_solutions
+strip_hidden_tests, stub_solutions = student.strip_hidden_tests, student.stub_solutions
 graded_tests_of = student.test_cells      # not named test_*: pytest would collect it
 
-ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ("04_initialization", "05_normalization_regularization", "06_gpu_kernels", "07_putting_together")
 
 # Locked, non-graded helper cells (by grade_id) a notebook's test cells rely on.
 HELPERS = {"06_gpu_kernels": ["kernel_tools"]}
 
-# Local mutants, used only when tests/mutants/<ID>.py has fewer than two for a name.
-LOCAL_MUTANTS: dict[str, dict[str, dict[str, str]]] = {
-    "04_initialization": {
-        "xavier_uniform": {
-            "fan_in only": "def xavier_uniform(fan_in, fan_out, gain=1.0, generator=None):\n"
-                           "    g = generator or np.random.default_rng()\n"
-                           "    a = gain * math.sqrt(6 / fan_in)\n    return a * (2 * g.random((fan_in, fan_out)) - 1)\n",
-            "U(0, a)": "def xavier_uniform(fan_in, fan_out, gain=1.0, generator=None):\n"
-                       "    g = generator or np.random.default_rng()\n"
-                       "    return gain * math.sqrt(6 / (fan_in + fan_out)) * g.random((fan_in, fan_out))\n",
-        },
-        "xavier_normal": {
-            "variance as std": "def xavier_normal(fan_in, fan_out, gain=1.0, generator=None):\n"
-                               "    g = generator or np.random.default_rng()\n"
-                               "    return gain * 2 / (fan_in + fan_out) * g.standard_normal((fan_in, fan_out))\n",
-            "no gain": "def xavier_normal(fan_in, fan_out, gain=1.0, generator=None):\n"
-                       "    g = generator or np.random.default_rng()\n"
-                       "    return math.sqrt(2 / (fan_in + fan_out)) * g.standard_normal((fan_in, fan_out))\n",
-        },
-        "kaiming_uniform": {
-            "ignores mode": "def kaiming_uniform(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
-                            "    g = generator or np.random.default_rng()\n"
-                            "    b = dlkit.init.calculate_gain(nonlinearity) * math.sqrt(3 / fan_in)\n"
-                            "    return b * (2 * g.random((fan_in, fan_out)) - 1)\n",
-            "no sqrt(3)": "def kaiming_uniform(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
-                          "    g = generator or np.random.default_rng()\n"
-                          "    fan = fan_in if mode == 'fan_in' else fan_out\n"
-                          "    b = dlkit.init.calculate_gain(nonlinearity) / math.sqrt(fan)\n"
-                          "    return b * (2 * g.random((fan_in, fan_out)) - 1)\n",
-        },
-        "kaiming_normal": {
-            "gain fixed": "def kaiming_normal(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
-                          "    g = generator or np.random.default_rng()\n"
-                          "    fan = fan_in if mode == 'fan_in' else fan_out\n"
-                          "    return math.sqrt(2 / fan) * g.standard_normal((fan_in, fan_out))\n",
-            "variance as std": "def kaiming_normal(fan_in, fan_out, nonlinearity='relu', mode='fan_in', generator=None):\n"
-                               "    g = generator or np.random.default_rng()\n"
-                               "    fan = fan_in if mode == 'fan_in' else fan_out\n"
-                               "    return dlkit.init.calculate_gain(nonlinearity) ** 2 / fan * g.standard_normal((fan_in, fan_out))\n",
-        },
-    },
-    "05_normalization_regularization": {
-        "batchnorm_forward": {
-            "unbiased variance": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
-                                 "    xh = (x - x.mean(0)) / np.sqrt(x.var(0, ddof=1) + eps)\n"
-                                 "    return gamma * xh + beta, (xh, gamma, 1 / np.sqrt(x.var(0, ddof=1) + eps))\n",
-            "per row": "def batchnorm_forward(x, gamma, beta, eps=1e-5):\n"
-                       "    mu, var = x.mean(1, keepdims=True), x.var(1, keepdims=True)\n"
-                       "    xh = (x - mu) / np.sqrt(var + eps)\n    return gamma * xh + beta, (xh, gamma, 1 / np.sqrt(var + eps))\n",
-        },
-        "batchnorm_backward": {
-            "constant statistics": "def batchnorm_backward(dout, cache):\n"
-                                   "    xh, gamma, inv = cache\n"
-                                   "    return dout * gamma * inv, (dout * xh).sum(0), dout.sum(0)\n",
-            "dbeta mean": "def batchnorm_backward(dout, cache):\n"
-                          "    xh, gamma, inv = cache\n    d = dout * gamma\n"
-                          "    dx = inv * (d - d.mean(0) - xh * (d * xh).mean(0))\n"
-                          "    return dx, (dout * xh).sum(0), dout.mean(0)\n",
-        },
-        "dropout_forward": {
-            "keep/drop swapped": "def dropout_forward(x, p, generator, train=True):\n"
-                                 "    if not train:\n        return x, np.ones(x.shape, dtype=bool)\n"
-                                 "    m = generator.random(x.shape) < p\n    return x * m / (1 - p), m\n",
-            "no rescale": "def dropout_forward(x, p, generator, train=True):\n"
-                          "    if not train:\n        return x, np.ones(x.shape, dtype=bool)\n"
-                          "    m = generator.random(x.shape) >= p\n    return x * m, m\n",
-        },
-        "dropout_backward": {
-            "no rescale": "def dropout_backward(dout, mask, p):\n    return dout * mask\n",
-            "divides by p": "def dropout_backward(dout, mask, p):\n    return dout * mask / p\n",
-        },
-    },
-    "06_gpu_kernels": {
-        "grid_size": {
-            "floor": "def grid_size(n, block_size):\n    return n // block_size\n",
-            "always one more": "def grid_size(n, block_size):\n"
-                               "    if n < 0 or block_size < 1:\n        raise ValueError('bad')\n"
-                               "    return n // block_size + 1\n",
-        },
-        "tiled_matmul": {
-            "full tiles only": "def tiled_matmul(A, B, tile=16):\n"
-                               "    M, K = A.shape; N = B.shape[1]; C = np.zeros((M, N))\n"
-                               "    for i in range(0, M - M % tile, tile):\n"
-                               "        for j in range(0, N - N % tile, tile):\n"
-                               "            for k in range(0, K - K % tile, tile):\n"
-                               "                C[i:i+tile, j:j+tile] += A[i:i+tile, k:k+tile] @ B[k:k+tile, j:j+tile]\n"
-                               "    return C\n",
-            "no accumulation": "def tiled_matmul(A, B, tile=16):\n"
-                               "    M, K = A.shape; N = B.shape[1]; C = np.zeros((M, N))\n"
-                               "    for i in range(0, M, tile):\n"
-                               "        for j in range(0, N, tile):\n"
-                               "            for k in range(0, K, tile):\n"
-                               "                C[i:i+tile, j:j+tile] = A[i:i+tile, k:k+tile] @ B[k:k+tile, j:j+tile]\n"
-                               "    return C\n",
-        },
-        "SAXPY_KERNEL": {
-            "no bounds check": 'SAXPY_KERNEL = r"""\nextern "C" __global__ void saxpy(int n, float a, const float* x, float* y)\n'
-                               '{ int i = blockIdx.x * blockDim.x + threadIdx.x; y[i] = a * x[i] + y[i]; }\n"""\n',
-            "forgets + y": 'SAXPY_KERNEL = r"""\nextern "C" __global__ void saxpy(int n, float a, const float* x, float* y)\n'
-                           '{ int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = a * x[i]; }\n"""\n',
-        },
-    },
-    "07_putting_together": {
-        "accuracy": {
-            "count": "def accuracy(logits, labels):\n    return float((np.argmax(logits, 1) == labels).sum())\n",
-            "axis 0": "def accuracy(logits, labels):\n    return float(np.mean(np.argmax(logits, 0) == labels))\n",
-        },
-        "confusion_matrix": {
-            "transposed": "def confusion_matrix(predictions, labels, num_classes):\n"
-                          "    C = np.zeros((num_classes, num_classes), dtype=np.int64)\n"
-                          "    np.add.at(C, (predictions, labels), 1)\n    return C\n",
-            "fancy +=": "def confusion_matrix(predictions, labels, num_classes):\n"
-                        "    C = np.zeros((num_classes, num_classes), dtype=np.int64)\n"
-                        "    C[labels, predictions] += 1\n    return C\n",
-        },
-    },
-}
-
-
 # -- reading the contract and the notebooks ---------------------------------------------------
-
-def nb_path(aid: str) -> Path:
-    return ROOT / "notebooks" / aid / f"{aid}.ipynb"
-
-
-_NB_CACHE: dict[str, dict] = {}
-
-
-def notebook(aid: str) -> dict:
-    if aid not in _NB_CACHE:
-        _NB_CACHE[aid] = read_notebook(nb_path(aid))
-    return _NB_CACHE[aid]
-
-
-def graded_md_names() -> dict[str, list[str]]:
-    """Graded names per assignment, from the first table of notebooks/GRADED.md."""
-    names: dict[str, list[str]] = {}
-    current = None
-    text = (ROOT / "notebooks" / "GRADED.md").read_text(encoding="utf-8")
-    for line in text.split("## dlkit pieces")[0].splitlines():
-        if not line.startswith("|") or line.startswith("|---"):
-            continue
-        cols = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cols) < 2:
-            continue
-        if cols[0] and cols[0] != "assignment":
-            current = cols[0]
-        m = re.match(r"`([A-Za-z_][A-Za-z0-9_]*)`", cols[1])
-        if current and m:
-            names.setdefault(current, []).append(m.group(1))
-    return names
-
 
 EXPECTED = {aid: names for aid, names in graded_md_names().items() if aid in ASSIGNMENTS}
 CASES = [(aid, name) for aid in ASSIGNMENTS for name in EXPECTED.get(aid, [])]
@@ -206,19 +53,6 @@ def helper_sources(aid: str) -> list[str]:
     missing = set(HELPERS.get(aid, [])) - set(found)
     assert not missing, f"{aid}: helper cells {sorted(missing)} not found"
     return [found[h] for h in HELPERS.get(aid, [])]
-
-
-def mutants_for(aid: str, name: str) -> dict[str, str]:
-    path = ROOT / "tests" / "mutants" / f"{aid}.py"
-    shared: dict[str, str] = {}
-    if path.is_file():
-        spec = importlib.util.spec_from_file_location(f"_mutants_{aid}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        shared = dict(getattr(module, "MUTANTS", {}).get(name, {}))
-    if len(shared) < 2:
-        shared.update({f"local: {k}": v for k, v in LOCAL_MUTANTS.get(aid, {}).get(name, {}).items()})
-    return shared
 
 
 def run_graded(aid: str, name: str, *, replacement: str | None = None, stub: bool = False,
@@ -325,7 +159,7 @@ def test_stub_fails(aid, name):
 
 @pytest.mark.parametrize("aid,name", CASES)
 def test_mutants_fail(aid, name):
-    mutants = mutants_for(aid, name)
+    mutants = load_mutants(aid).get(name, {})
     assert len(mutants) >= 2, f"{aid}/{name}: fewer than two mutants"
     survivors = [desc for desc, src in mutants.items() if run_graded(aid, name, replacement=src) is None]
     killed = len(mutants) - len(survivors)
