@@ -19,14 +19,8 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("DLKIT_BACKEND", "numpy")
-if "--blas-threads" in sys.argv:          # must be set before numpy loads its BLAS
-    _n = sys.argv[sys.argv.index("--blas-threads") + 1]
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[_var] = _n
+import _setup  # noqa: E402,F401  (repo on sys.path, backend, --blas-threads: before numpy)
 
 import numpy as np  # noqa: E402
 
