@@ -42,8 +42,10 @@ in the same state, so the trusted side can replay the same draws with its own co
 ever pickled; anything else is refused (:class:`StudentError` for a return value the student
 produced, ``TypeError`` for an argument the check produced).
 
-Each check has a wall-clock budget (``@check(..., timeout=10)``) covering all its sandbox calls;
-when it is exceeded the call raises :class:`StudentTimeout`.  A worker that dies (exit, signal,
+Each check has a wall-clock budget (``@check(..., timeout=5)``, the default) covering all its
+sandbox calls; when it is exceeded the call raises :class:`StudentTimeout`.  A function that
+already timed out in an earlier check of the same submission gets a short budget
+(``max(0.5 s, timeout / 10)``) in later checks, so one infinite loop costs one full timeout.  A worker that dies (exit, signal,
 memory) raises :class:`StudentCrash`; the next check gets a fresh worker.
 """
 from __future__ import annotations
@@ -59,8 +61,9 @@ __all__ = [
     "DEFAULT_TIMEOUT",
 ]
 
-#: Default wall-clock budget (seconds) of one check's sandbox calls.
-DEFAULT_TIMEOUT = 10.0
+#: Default wall-clock budget (seconds) of one check's sandbox calls (graded functions on small
+#: inputs take milliseconds; declare more with ``@check(..., timeout=...)`` for training loops).
+DEFAULT_TIMEOUT = 5.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,0 +1,191 @@
+"""Recording autograder scores in the nbgrader gradebook (idempotent upserts).
+
+Our checks give points per graded FUNCTION; nbgrader grades per GRADE CELL.  Function ``f`` maps
+to the autograder-tests cell ``test_f`` (notebooks/GRADED.md), whose max points come from the
+source notebook (or from the gradebook, if ``nbgrader generate_assignment`` already registered
+the assignment).  The cell's ``auto_score`` is ``cell_max * score_f / max_f``.
+
+Every write sets values computed from the results alone, so writing the same results twice
+leaves the gradebook exactly as writing them once (what makes batch grading resumable).
+Manual scores given in formgrader are never touched; grade cells our checks do not cover (e.g.
+manually graded answers) keep ``auto_score = None`` and ``needs_manual_grade = True``, as
+nbgrader's own autograde leaves them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CellSpec", "source_grade_cells", "record_results", "cell_scores", "dump_gradebook",
+           "default_db_url"]
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """An autograder-tests grade cell of the source notebook."""
+
+    grade_id: str
+    max_score: float
+
+
+def _alembic_on_path() -> None:
+    """nbgrader runs the ``alembic`` command when it creates a gradebook: make it findable."""
+    bindir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = bindir + (os.pathsep + path if path else "")
+
+
+def default_db_url(course_dir: str | Path) -> str:
+    return f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}"
+
+
+def source_grade_cells(source_notebook: Path) -> list[CellSpec]:
+    """The autograder-tests cells (``grade_id``, points) of a source notebook."""
+    from dlkit import student as nbparse
+    nb = nbparse.read_notebook(source_notebook)
+    return [CellSpec(gid, float(points)) for gid, (_, points) in nbparse.test_cells(nb).items()]
+
+
+def cell_scores(results: dict[str, Any], cell_max: dict[str, float]) -> dict[str, float]:
+    """``{grade_id: auto_score}`` for the grade cells ``test_<function>`` our checks cover."""
+    out = {}
+    for function, total in results.get("functions", {}).items():
+        gid = f"test_{function}"
+        if gid in cell_max and total["max_score"] > 0:
+            out[gid] = round(cell_max[gid] * total["score"] / total["max_score"], 6)
+    return out
+
+
+def _retry(fn: Any, attempts: int = 8) -> Any:
+    """Run a gradebook transaction, retrying while another process holds the SQLite lock."""
+    from sqlalchemy.exc import OperationalError, SAWarning
+    _alembic_on_path()
+    for i in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                # nbgrader's add_submission triggers harmless autoflush warnings
+                warnings.simplefilter("ignore", SAWarning)
+                return fn()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(0.2 * (i + 1))
+
+
+def ensure_assignment(db_url: str, assignment: str, notebook_id: str, cells: list[CellSpec]) -> dict[str, float]:
+    """Make sure the assignment, its notebook and grade cells exist; return ``{grade_id: max}``.
+
+    Cells already in the gradebook (from ``nbgrader generate_assignment``) win over ``cells``.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    def work() -> dict[str, float]:
+        with Gradebook(db_url) as gb:
+            gb.update_or_create_assignment(assignment)
+            try:
+                nb = gb.find_notebook(notebook_id, assignment)
+            except MissingEntry:
+                nb = gb.update_or_create_notebook(notebook_id, assignment)
+            have = {c.name: float(c.max_score) for c in nb.grade_cells}
+            for spec in cells:
+                if spec.grade_id not in have:
+                    gb.update_or_create_grade_cell(spec.grade_id, notebook_id, assignment,
+                                                   max_score=spec.max_score, cell_type="code")
+                    have[spec.grade_id] = spec.max_score
+            return have
+
+    return _retry(work)
+
+
+def gradebook_notebook(db_url: str, assignment: str, submitted_name: str) -> str | None:
+    """The gradebook's notebook id for a submitted notebook file stem (None: not registered)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    def work() -> list[str] | None:
+        with Gradebook(db_url) as gb:
+            try:
+                return [nb.name for nb in gb.find_assignment(assignment).notebooks]
+            except MissingEntry:
+                return None
+
+    names = _retry(work)
+    if names is None:
+        return None
+    if submitted_name in names:
+        return submitted_name
+    return names[0] if len(names) == 1 else None
+
+
+def record_results(db_url: str, assignment: str, notebook_id: str, student: str,
+                   scores: dict[str, float], timestamp: str | None = None) -> None:
+    """Upsert the student, the submission and the auto scores of its grade cells; one commit."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    def work() -> None:
+        with Gradebook(db_url) as gb:
+            gb.update_or_create_student(student)
+            kwargs = {"timestamp": timestamp} if timestamp else {}
+            try:
+                sub = gb.find_submission(assignment, student)
+                if timestamp:
+                    from nbgrader.utils import parse_utc
+                    sub.timestamp = parse_utc(timestamp)
+            except MissingEntry:
+                sub = gb.add_submission(assignment, student, **kwargs)
+            for nb in sub.notebooks:
+                if nb.name != notebook_id:
+                    continue
+                for grade in nb.grades:
+                    if grade.cell_type != "code" and grade.name not in scores:
+                        # markdown/task cells: manual grading, as nbgrader's autograde leaves them
+                        grade.auto_score = None
+                        grade.needs_manual_grade = True
+                        continue
+                    if grade.name in scores:
+                        grade.auto_score = scores[grade.name]
+                        grade.needs_manual_grade = grade.manual_score is not None
+                    else:
+                        grade.auto_score = None
+                        grade.needs_manual_grade = True
+            gb.db.commit()
+
+    _retry(work)
+
+
+def submitted_students(db_url: str, assignment: str) -> set[str]:
+    """Ids of the students with a submission of ``assignment`` in the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    def work() -> set[str]:
+        with Gradebook(db_url) as gb:
+            try:
+                return {sub.student.id for sub in gb.find_assignment(assignment).submissions}
+            except MissingEntry:
+                return set()
+
+    return _retry(work)
+
+
+def dump_gradebook(db_url: str, assignment: str) -> dict[str, dict[str, Any]]:
+    """``{student: {grade_id: (auto_score, manual_score, needs_manual_grade)}}`` — for tests."""
+    from nbgrader.api import Gradebook, MissingEntry
+    out: dict[str, dict[str, Any]] = {}
+    _alembic_on_path()
+    with Gradebook(db_url) as gb:
+        try:
+            subs = gb.find_assignment(assignment).submissions
+        except MissingEntry:
+            return out
+        for sub in subs:
+            row = out.setdefault(sub.student.id, {})
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    row[f"{nb.name}/{grade.name}"] = (grade.auto_score, grade.manual_score,
+                                                      bool(grade.needs_manual_grade))
+        return out

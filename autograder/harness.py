@@ -1,0 +1,710 @@
+"""Grade ONE submission: read its answer cells, run the hidden checks against a sandbox.
+
+    results = grade_notebook("01_autodiff_backprop", "submitted/ada/01_autodiff_backprop/01_autodiff_backprop.ipynb")
+
+The hidden checks (``autograder/<ID>/test_*.py``, written with :mod:`autograder.api`) run with
+pytest IN THIS (trusted) PROCESS; their ``student`` fixture is a :class:`StudentProxy` that
+forwards calls to a :class:`~autograder.sandbox.Sandbox` worker holding the student's code.
+
+Results follow the Gradescope ``results.json`` shape plus a few keys of ours::
+
+    {"score": 7.0, "max_score": 10.0,
+     "tests": [{"name": "matmul_vjp: test_matmul_vjp_rectangular", "score": 2.0, "max_score": 2.0,
+                "output": "", "function": "matmul_vjp", "status": "passed"}, ...],
+     "functions": {"matmul_vjp": {"score": 2.0, "max_score": 4.0}, ...},
+     "output": "<message about the whole submission, if any>",
+     "assignment": ..., "submission": {"path": ..., "sha256": ...}, "sandbox": {...},
+     "staff_notes": [...],   # for TAs only (internal check errors); never rendered as feedback
+     "duration_s": ...}
+
+Decisions (documented in the report/README):
+
+* A notebook that is malformed (not JSON, not nbformat 4, broken cells) or is another
+  assignment's notebook is GRADED: every check scores 0 and ``output`` says why; exit status 0.
+* A missing file, an unknown assignment, a broken checks module or a sandbox that cannot start
+  are HARNESS errors (:class:`HarnessError`, non-zero exit): nothing is recorded.
+* Only answer cells (nbgrader ``solution`` cells, by ``grade_id``) are used, so edited or deleted
+  locked/test cells change nothing; the checks are ours.
+"""
+from __future__ import annotations
+
+import ast
+import atexit
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from . import api
+from . import worker as wire
+from .sandbox import Limits, Sandbox, SandboxStartError, WorkerCrashed, WorkerTimeout
+
+__all__ = ["HarnessError", "grade_notebook", "grade", "checks_dir", "REPO", "CHECKS_ROOT",
+           "HARNESS_VERSION", "graded_names", "format_summary"]
+
+HARNESS_VERSION = "1"
+REPO = Path(__file__).resolve().parent.parent
+CHECKS_ROOT = Path(__file__).resolve().parent
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+MAX_CELL_CHARS = 200_000
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Names every answer cell gets from the worker: never a reason to run another cell first.
+PROVIDED_NAMES = frozenset({"np", "math", "dlkit", "get_ipython"}) | frozenset(dir(__import__("builtins")))
+
+
+class HarnessError(Exception):
+    """A problem of the grading setup (not of the submission): exit non-zero, record nothing."""
+
+
+# =============================================================================================
+# Locating checks
+# =============================================================================================
+def checks_dir(assignment: str, checks_root: str | os.PathLike | None = None) -> Path:
+    """``<checks_root>/<assignment>/`` (default root: the autograder package), validated."""
+    if not _ID.match(assignment or ""):
+        raise HarnessError(f"invalid assignment id {assignment!r}")
+    root = Path(checks_root) if checks_root is not None else CHECKS_ROOT
+    folder = root / assignment
+    if not folder.is_dir():
+        known = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("test_*.py"))) \
+            if root.is_dir() else []
+        raise HarnessError(f"unknown assignment {assignment!r}: no hidden checks in {folder}"
+                           + (f" (assignments with checks: {', '.join(known)})" if known else ""))
+    if not any(folder.glob("test_*.py")):
+        raise HarnessError(f"no hidden checks (test_*.py) in {folder}")
+    return folder
+
+
+def checks_fingerprint(folder: Path) -> str:
+    """Hash of every file of the checks folder (a change of checks means re-grading)."""
+    h = hashlib.sha256(HARNESS_VERSION.encode())
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def graded_names(graded_md: Path = REPO / "notebooks" / "GRADED.md") -> dict[str, str]:
+    """``{graded name: assignment}`` from the table in notebooks/GRADED.md (empty if absent)."""
+    names: dict[str, str] = {}
+    try:
+        text = graded_md.read_text(encoding="utf-8")
+    except OSError:
+        return names
+    current = None
+    for line in text.splitlines():
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cols) < 3 or not line.lstrip().startswith("|"):
+            continue
+        if _ID.match(cols[0]) and cols[0][:2].isdigit():
+            current = cols[0]
+        elif cols[0]:
+            continue
+        m = re.match(r"^`([A-Za-z_][A-Za-z0-9_]*)`$", cols[1])
+        if current and m:
+            names[m.group(1)] = current
+    return names
+
+
+# =============================================================================================
+# The submission's answer cells (parsed, never executed, in the trusted process)
+# =============================================================================================
+@dataclass
+class Cell:
+    grade_id: str
+    source: str
+    defines: set[str] = field(default_factory=set)
+    uses: set[str] = field(default_factory=set)
+    syntax_error: str | None = None
+
+
+def _transform_ipython(source: str) -> str:
+    """Turn IPython syntax (magics, ``!cmd``) into plain Python calls; text only, no execution."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # pragma: no cover - IPython ships with jupyter
+        return source
+    return TransformerManager().transform_cell(source)
+
+
+def analyze_cell(grade_id: str, source: str) -> Cell:
+    """Top-level names a cell defines and all names it reads (by ``ast``; nothing runs)."""
+    cell = Cell(grade_id, source)
+    if len(source) > MAX_CELL_CHARS:
+        cell.syntax_error = f"the cell has {len(source)} characters (limit {MAX_CELL_CHARS})"
+        return cell
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        transformed = _transform_ipython(source)
+        try:
+            tree = ast.parse(transformed)
+            cell.source = transformed
+        except SyntaxError as exc:
+            cell.syntax_error = f"SyntaxError: {exc.msg} (line {exc.lineno})"
+            return cell
+    except (ValueError, RecursionError, MemoryError) as exc:
+        cell.syntax_error = f"the cell cannot be parsed: {type(exc).__name__}"
+        return cell
+
+    def top_level(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                cell.defines.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    for n in ast.walk(t):
+                        if isinstance(n, ast.Name):
+                            cell.defines.add(n.id)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    if alias.name != "*":
+                        cell.defines.add((alias.asname or alias.name).split(".")[0])
+            elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+                for attr in ("body", "orelse", "finalbody"):
+                    top_level(getattr(node, attr, []) or [])
+                for handler in getattr(node, "handlers", []) or []:
+                    top_level(handler.body)
+
+    top_level(tree.body)
+    cell.uses = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return cell
+
+
+# =============================================================================================
+# The student proxy and the per-submission session
+# =============================================================================================
+def _student_error_text(err: dict, stdout: str = "") -> str:
+    text = f"{err.get('type', 'Error')}: {err.get('message', '')}".rstrip()
+    if err.get("traceback"):
+        text += "\nWhere (your code):\n" + err["traceback"]
+    if stdout:
+        text += "\nYour code printed:\n" + stdout[:800]
+    return text
+
+
+class Submission:
+    """One submission's answer cells and its (lazily started, restartable) sandbox."""
+
+    def __init__(self, cells: dict[str, str], student_dlkit: str | None, limits: Limits,
+                 isolate: bool = True) -> None:
+        self.cells = {gid: analyze_cell(gid, src) for gid, src in cells.items()}
+        self.order = list(self.cells)
+        self.student_dlkit, self.limits, self.isolate = student_dlkit, limits, isolate
+        self.sandbox: Sandbox | None = None
+        self.loaded: set[str] = set()
+        self.load_failures: dict[str, str] = {}    # cell -> why its definition killed the worker
+        self.isolation: dict[str, Any] = {}
+        self.workers_started = 0
+        self.timed_out: set[str] = set()             # functions that exceeded a check's budget
+
+    # ---- static facts
+    def defined_names(self) -> list[str]:
+        return sorted(set().union(*(c.defines for c in self.cells.values())) if self.cells else set())
+
+    def cells_defining(self, name: str) -> list[str]:
+        found = [g for g in self.order if name in self.cells[g].defines]
+        if not found and name in self.cells:
+            found = [name]
+        return found
+
+    def closure(self, roots: list[str]) -> list[str]:
+        """The cells ``roots`` need: themselves and, transitively, cells defining names they use."""
+        need, todo = set(), list(roots)
+        while todo:
+            gid = todo.pop()
+            if gid in need:
+                continue
+            need.add(gid)
+            for name in self.cells[gid].uses - PROVIDED_NAMES:
+                for other in self.cells_defining(name):
+                    if other not in need:
+                        todo.append(other)
+        return [g for g in self.order if g in need]
+
+    # ---- sandbox lifecycle
+    def prestart(self) -> None:
+        """Launch the first worker now, so that it boots while pytest collects the checks."""
+        if self.sandbox is None:
+            self.sandbox = Sandbox(self.student_dlkit, self.limits, isolate=self.isolate)
+            try:
+                self.sandbox.launch()
+            except SandboxStartError as exc:
+                self.sandbox = None
+                raise HarnessError(str(exc)) from exc
+            self.workers_started += 1
+
+    def _ensure_sandbox(self, deadline: float) -> Sandbox:
+        if self.sandbox is not None and not self.sandbox.ready:
+            try:
+                self.isolation = self.sandbox.wait_ready()
+            except SandboxStartError as exc:
+                self.sandbox = None
+                raise HarnessError(str(exc)) from exc
+        if self.sandbox is not None and self.sandbox.alive:
+            return self.sandbox
+        self.discard_sandbox()
+        sandbox = Sandbox(self.student_dlkit, self.limits, isolate=self.isolate)
+        try:
+            self.isolation = sandbox.start()
+        except SandboxStartError as exc:
+            raise HarnessError(str(exc)) from exc
+        self.workers_started += 1
+        self.sandbox = sandbox
+        return sandbox
+
+    def discard_sandbox(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+        self.sandbox = None
+        self.loaded = set()
+
+    def close(self) -> None:
+        self.discard_sandbox()
+
+    def _request(self, message: dict, blobs: list[bytes], deadline: float, timeout: float,
+                 what: str, cells: list[str] = ()) -> tuple[dict, list[bytes]]:
+        """Send one request; ``cells``: the answer cells whose code the request runs."""
+        if deadline - time.monotonic() <= 0:
+            raise api.StudentTimeout(f"{what}: the time budget of this check ({timeout:g} s) is used up")
+        sandbox = self._ensure_sandbox(deadline)
+        if self.timed_out.intersection(cells):
+            # That code already ran out of time in an earlier check: a short budget, so that
+            # one infinite loop does not cost the full timeout of every check calling it.
+            deadline = min(deadline, time.monotonic() + max(0.5, 0.1 * timeout))
+        try:
+            return sandbox.request(message, blobs, deadline)
+        except WorkerTimeout:
+            self.timed_out.update(cells)
+            self.discard_sandbox()
+            raise api.StudentTimeout(
+                f"{what} did not finish within this check's time limit of {timeout:g} s "
+                "(an infinite loop, or far too slow code?)") from None
+        except WorkerCrashed as exc:
+            tail = sandbox.output_tail()[-600:]
+            self.discard_sandbox()
+            msg = (f"{what} crashed the process running your code: {exc}. Common causes: "
+                   "sys.exit()/os._exit()/quit(), using more than "
+                   f"{self.limits.memory_mb} MB of memory, creating processes, or printing/writing "
+                   "far too much output.")
+            if tail:
+                msg += "\nLast output:\n" + tail
+            raise api.StudentCrash(msg) from None
+
+    def load(self, gids: list[str], deadline: float, timeout: float) -> None:
+        """Define ``gids`` (in order) in the worker; raise StudentError for a failing cell."""
+        for gid in gids:
+            cell = self.cells[gid]
+            if gid in self.load_failures:
+                raise api.StudentCrash(self.load_failures[gid])
+            if cell.syntax_error:
+                raise api.StudentError(f"your answer cell {gid!r} cannot run: {cell.syntax_error}")
+            if gid in self.loaded:
+                continue
+            try:
+                reply, _ = self._request({"op": "exec", "cells": [[gid, cell.source]]}, [],
+                                         deadline, timeout, f"running your answer cell {gid!r}", [gid])
+            except (api.StudentTimeout, api.StudentCrash) as exc:
+                self.load_failures[gid] = str(exc)
+                raise
+            self.loaded.add(gid)
+            error = (reply.get("errors") or {}).get(gid) if reply.get("ok") else str(reply.get("error"))
+            if error:
+                self.load_failures[gid] = f"your answer cell {gid!r} raised an error when it was run:\n{error}"
+        for gid in gids:  # report errors of the cells asked for (and of their dependencies)
+            if gid in self.load_failures:
+                raise api.StudentError(self.load_failures[gid])
+
+    def _decode_reply(self, reply: dict, blobs: list[bytes], what: str) -> Any:
+        if not reply.get("ok"):
+            err = reply.get("error")
+            if not isinstance(err, dict):
+                err = {"type": "Error", "message": str(err)[:2000]}
+            raise api.StudentError(f"{what} raised an error:\n" + _student_error_text(err, str(reply.get("stdout", ""))))
+        try:
+            return wire.decode(reply.get("value"), blobs, max_elements=self.limits.max_elements)
+        except wire.ProtocolError as exc:
+            self.discard_sandbox()   # whatever sent this is not trusted to answer again
+            raise api.StudentError(f"{what} returned something the grader cannot accept: {exc}") from None
+
+    def _encode_args(self, args: tuple, kwargs: dict) -> tuple[Any, Any, list[bytes]]:
+        blobs: list[bytes] = []
+        try:
+            a = wire.encode(list(args), blobs, allow_rng=True, _where="argument")
+            k = wire.encode(dict(kwargs), blobs, allow_rng=True, _where="keyword argument")
+        except wire.EncodeError as exc:
+            raise TypeError(f"student.call/run: {exc}") from None
+        return a, k, blobs
+
+
+class StudentProxy:
+    """The ``student`` fixture of one check (see :class:`autograder.api.Student`)."""
+
+    def __init__(self, submission: Submission, info: api.CheckInfo | None) -> None:
+        self._sub = submission
+        self._timeout = info.timeout if info else api.DEFAULT_TIMEOUT
+        self._deadline = time.monotonic() + self._timeout
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        sub = self._sub
+        roots = sub.cells_defining(name)
+        if not roots:
+            raise api.StudentError(
+                f"your notebook does not define {name!r}: no answer cell with grade_id {name!r} was "
+                "found (did you delete the cell, copy it, or change its metadata?)")
+        a, k, blobs = sub._encode_args(args, kwargs)
+        sub.load(sub.closure(roots), self._deadline, self._timeout)
+        reply, out = sub._request({"op": "call", "name": name, "args": a, "kwargs": k}, blobs,
+                                  self._deadline, self._timeout, f"{name}(...)", roots)
+        return sub._decode_reply(reply, out, f"{name}(...)")
+
+    def run(self, driver_source: str, entry: str, *args: Any, **kwargs: Any) -> Any:
+        sub = self._sub
+        try:
+            uses = analyze_cell("<driver>", driver_source).uses
+        except Exception:  # noqa: BLE001
+            uses = set()
+        roots = sorted({g for name in uses for g in sub.cells_defining(name)}, key=sub.order.index)
+        a, k, blobs = sub._encode_args(args, kwargs)
+        sub.load(sub.closure(roots), self._deadline, self._timeout)
+        reply, out = sub._request({"op": "run", "source": driver_source, "entry": entry, "args": a,
+                                   "kwargs": k}, blobs, self._deadline, self._timeout,
+                                  "your code (driven by the check)", roots)
+        return sub._decode_reply(reply, out, "your code (driven by the check)")
+
+    def has(self, name: str) -> bool:
+        return bool(self._sub.cells_defining(name)) and name in self._sub.defined_names()
+
+    def defined_names(self) -> list[str]:
+        return self._sub.defined_names()
+
+
+# =============================================================================================
+# The pytest plugin collecting per-check outcomes
+# =============================================================================================
+@dataclass
+class Outcome:
+    nodeid: str
+    name: str
+    function: str
+    points: float
+    status: str = "not run"          # passed | failed | error | skipped | not run
+    output: str = ""
+    staff: str = ""
+
+
+def _exception_text(exc: BaseException | None) -> tuple[str, str]:
+    """(message for the student, note for staff) for a check's exception."""
+    if exc is None:
+        return "", ""
+    if isinstance(exc, (api.CheckFailure, api.StudentError)):
+        return str(exc), ""
+    if isinstance(exc, AssertionError):
+        first = (str(exc).splitlines() or [""])[0]
+        return f"Check failed{': ' + first if first else ''}", ""
+    return ("internal error in this check; the course staff has been notified "
+            f"({type(exc).__name__})", f"{type(exc).__name__}: {exc}")
+
+
+class GradingPlugin:
+    """Passed to ``pytest.main(plugins=[...])``: provides ``student``, records outcomes.
+
+    ``cells`` are the submission's answer cells (None with ``fatal`` set when the notebook is
+    unusable).  Once the checks are collected the graded functions are known, so the plugin
+    decides there whether the notebook belongs to this assignment at all.
+    """
+
+    def __init__(self, assignment: str, cells: dict[str, str] | None, fatal: str | None,
+                 make_submission: Callable[[dict[str, str]], Submission] | None) -> None:
+        self.assignment, self.cells, self.fatal = assignment, cells, fatal
+        self.make_submission = make_submission
+        self.submission: Submission | None = None
+        self.outcomes: dict[str, Outcome] = {}
+        self.collect_errors: list[str] = []
+        self.ignored: list[str] = []
+        self.harness_error: HarnessError | None = None
+        self._exc: dict[tuple[str, str], BaseException] = {}
+
+    @pytest.fixture
+    def student(self, request: Any) -> Iterator[StudentProxy]:
+        if self.submission is None:
+            assert self.cells is not None and self.make_submission is not None
+            self.submission = self.make_submission(self.cells)
+        yield StudentProxy(self.submission, api.check_info(getattr(request, "function", None)))
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.collect_errors.append(f"{report.nodeid}: {str(report.longrepr)[-2000:]}")
+
+    def pytest_collection_modifyitems(self, session: Any, config: Any, items: list) -> None:
+        keep = []
+        for item in items:
+            info = api.check_info(getattr(item, "function", None))
+            if info is None:
+                self.ignored.append(item.nodeid)
+                continue
+            self.outcomes[item.nodeid] = Outcome(item.nodeid, f"{info.function}: {item.name}",
+                                                 info.function, info.points)
+            keep.append(item)
+        if self.fatal is None and self.cells is not None:
+            wrong = _wrong_assignment(self.assignment, self.cells,
+                                      {o.function for o in self.outcomes.values()})
+            if wrong:
+                self.fatal = f"Your notebook could not be graded: {wrong}"
+        if self.fatal is not None or self.make_submission is None:
+            for o in self.outcomes.values():
+                o.status, o.output = "failed", self.fatal or "not graded"
+            keep = []
+        deselected = [i for i in items if i not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> Iterator[None]:
+        yield
+        if call.excinfo is not None:
+            self._exc[(item.nodeid, call.when)] = call.excinfo.value
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        o = self.outcomes.get(report.nodeid)
+        if o is None:
+            return
+        exc = self._exc.get((report.nodeid, report.when))
+        if isinstance(exc, HarnessError) and self.harness_error is None:
+            self.harness_error = exc     # e.g. the sandbox could not start: not the student's fault
+        if report.when == "setup":
+            if report.failed:
+                o.status = "error"
+                o.output, o.staff = _exception_text(exc)
+            elif report.skipped:
+                o.status, o.output = "skipped", "this check was skipped"
+        elif report.when == "call":
+            if report.passed:
+                o.status, o.output = "passed", ""
+            elif report.skipped:
+                o.status, o.output = "skipped", "this check was skipped"
+            else:
+                o.status = "failed" if isinstance(exc, (AssertionError, api.StudentError)) else "error"
+                o.output, o.staff = _exception_text(exc)
+        elif report.when == "teardown" and report.failed:
+            o.status = "error"
+            text, staff = _exception_text(exc)
+            o.output = (o.output + "\n" + text).strip()
+            o.staff = (o.staff + "\n" + staff).strip()
+
+
+_INI: str | None = None
+
+
+def _empty_ini() -> str:
+    """A blank pytest.ini so that the repository's pytest settings do not apply to the checks."""
+    global _INI
+    if _INI is None or not os.path.exists(_INI):
+        fd, _INI = tempfile.mkstemp(prefix="dlkit-checks-", suffix=".ini")
+        os.write(fd, b"[pytest]\n")
+        os.close(fd)
+        atexit.register(lambda path=_INI: os.path.exists(path) and os.unlink(path))
+    return _INI
+
+
+def _run_checks(folder: Path, plugin: GradingPlugin) -> None:
+    import pytest
+    args = [str(folder), "-c", _empty_ini(), "--rootdir", str(folder.parent), "--noconftest",
+            "--import-mode=importlib", "-p", "no:cacheprovider", "-p", "no:terminal",
+            "-p", "no:warnings", "-p", "no:doctest", "-p", "no:junitxml", "-p", "no:pastebin",
+            "-p", "no:nose", "-p", "no:legacypath"]
+    saved = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"   # no third-party plugins (e.g. random order)
+    try:
+        code = pytest.main(args, plugins=[plugin])
+    finally:
+        if saved is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved
+    if plugin.harness_error is not None:
+        raise HarnessError(str(plugin.harness_error))
+    if plugin.collect_errors:
+        raise HarnessError("the hidden checks could not be loaded:\n" + "\n".join(plugin.collect_errors))
+    if int(code) in (3, 4):  # internal error / usage error
+        raise HarnessError(f"pytest could not run the hidden checks in {folder} (exit status {int(code)})")
+    if not plugin.outcomes:
+        raise HarnessError(f"no @check-decorated tests in {folder}")
+
+
+# =============================================================================================
+# Grading
+# =============================================================================================
+def _read_answer_cells(path: Path) -> tuple[dict[str, str] | None, str | None]:
+    """``(answer cells, None)`` or ``(None, reason)`` for a notebook that cannot be used."""
+    from dlkit import student as nbparse
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        return None, f"the notebook is larger than {MAX_NOTEBOOK_BYTES >> 20} MB"
+    try:
+        nb = nbparse.read_notebook(path)
+        return nbparse.answer_cells(nb), None
+    except nbparse.NotebookError as exc:
+        return None, str(exc).replace(str(path), path.name)
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        return None, f"the notebook is malformed ({type(exc).__name__})"
+
+
+def _wrong_assignment(assignment: str, cells: dict[str, str], functions: set[str]) -> str | None:
+    if not cells:
+        return ("no answer cells were found in your notebook (cells with nbgrader metadata "
+                "'solution': true); did you submit the right file?")
+    if set(cells) & functions:
+        return None
+    owners = graded_names()
+    others = sorted({owners[g] for g in cells if g in owners and owners[g] != assignment})
+    which = f" (it looks like {', '.join(others)})" if others else ""
+    return (f"this notebook is not {assignment}{which}: none of its answer cells "
+            f"({', '.join(sorted(cells)[:8])}) is graded here (expected {', '.join(sorted(functions))})")
+
+
+def grade(assignment: str, notebook: str | os.PathLike, *, checks_root: str | os.PathLike | None = None,
+          student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
+          isolate: bool = True) -> dict[str, Any]:
+    """Grade one notebook IN THIS PROCESS (runs pytest here); see :func:`grade_notebook`."""
+    t0 = time.monotonic()
+    folder = checks_dir(assignment, checks_root)
+    path = Path(notebook)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"cannot read submission {path}: {exc.strerror or exc}") from None
+    limits = limits or Limits()
+    cells, reason = _read_answer_cells(path)
+    fatal = None if reason is None else f"Your notebook could not be graded: {reason}"
+    kit = None if student_dlkit is None else str(student_dlkit)
+    early: list[Submission] = []
+    if cells is not None and fatal is None:
+        early.append(Submission(cells, kit, limits, isolate))
+        early[0].prestart()
+    plugin = GradingPlugin(assignment, cells, fatal,
+                           lambda c: early[0] if early else Submission(c, kit, limits, isolate))
+    try:
+        _run_checks(folder, plugin)
+    finally:
+        for sub in {id(x): x for x in early + ([plugin.submission] if plugin.submission else [])}.values():
+            sub.close()
+    results = _results(assignment, path, raw, plugin, plugin.fatal)
+    if plugin.submission is not None:
+        results["sandbox"] = dict(plugin.submission.isolation,
+                                  workers_started=plugin.submission.workers_started)
+    results["duration_s"] = round(time.monotonic() - t0, 3)
+    return results
+
+
+def _results(assignment: str, path: Path, raw: bytes, plugin: GradingPlugin, fatal: str | None) -> dict:
+    tests, functions = [], {}
+    for o in plugin.outcomes.values():
+        score = o.points if o.status == "passed" else 0.0
+        tests.append({"name": o.name, "score": score, "max_score": o.points, "output": o.output,
+                      "function": o.function, "status": o.status})
+        f = functions.setdefault(o.function, {"score": 0.0, "max_score": 0.0})
+        f["score"] += score
+        f["max_score"] += o.points
+    staff = [f"{o.nodeid}: {o.staff}" for o in plugin.outcomes.values() if o.staff]
+    staff += [f"ignored (no @check): {n}" for n in plugin.ignored]
+    return {
+        "score": round(sum(t["score"] for t in tests), 6),
+        "max_score": round(sum(t["max_score"] for t in tests), 6),
+        "output": fatal or "",
+        "tests": tests,
+        "functions": functions,
+        "assignment": assignment,
+        "submission": {"path": str(path), "sha256": hashlib.sha256(raw).hexdigest()},
+        "staff_notes": staff,
+        "harness_version": HARNESS_VERSION,
+    }
+
+
+def grade_notebook(assignment: str, notebook: str | os.PathLike, *,
+                   checks_root: str | os.PathLike | None = None,
+                   student_dlkit: str | os.PathLike | None = None,
+                   in_process: bool | None = None, timeout: float = 900) -> dict[str, Any]:
+    """Grade one submission and return its results dict.
+
+    ``student_dlkit``: directory holding the student edition's ``dlkit`` (built with
+    ``autograder.release.student_dlkit`` when None).  ``in_process``: run pytest in this
+    process (None: yes, unless pytest is already running here, e.g. in the project's tests,
+    in which case a ``python -m autograder grade`` subprocess is used).
+    """
+    if in_process is None:
+        in_process = not os.environ.get("PYTEST_CURRENT_TEST")
+    if in_process:
+        with _student_edition(student_dlkit) as kit:
+            return grade(assignment, notebook, checks_root=checks_root, student_dlkit=kit)
+    with tempfile.TemporaryDirectory(prefix="dlkit-grade-") as tmp:
+        out = Path(tmp) / "results.json"
+        cmd = [sys.executable, "-m", "autograder", "grade", "--assignment", assignment, str(notebook),
+               "--json", str(out), "--quiet"]
+        if checks_root is not None:
+            cmd += ["--checks-root", str(checks_root)]
+        if student_dlkit is not None:
+            cmd += ["--student-dlkit", str(student_dlkit)]
+        proc = subprocess.run(cmd, cwd=str(REPO), capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise HarnessError(f"grading failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+class _student_edition:
+    """Context manager yielding a student-edition dlkit directory (built when not given)."""
+
+    def __init__(self, given: str | os.PathLike | None) -> None:
+        self.given, self.tmp = given, None
+
+    def __enter__(self) -> str | None:
+        if self.given is not None:
+            return str(self.given)
+        self.tmp = tempfile.TemporaryDirectory(prefix="dlkit-student-edition-")
+        return build_student_edition(self.tmp.name)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def build_student_edition(dest: str | os.PathLike) -> str | None:
+    """The student edition of dlkit in ``dest`` (``autograder.release.student_dlkit``).
+
+    Never the instructor edition: it holds reference implementations of graded pieces.
+    """
+    try:
+        from .release import student_dlkit
+    except ImportError as exc:  # pragma: no cover - release.py is part of the kit
+        raise HarnessError(f"cannot build the student edition of dlkit: {exc}") from exc
+    return str(student_dlkit(dest))
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    """A readable summary of results for the terminal."""
+    lines = [f"{results['assignment']}: {results['score']:g} / {results['max_score']:g}"]
+    if results.get("output"):
+        lines.append(results["output"])
+    for t in results["tests"]:
+        mark = "PASS" if t["status"] == "passed" else t["status"].upper()
+        lines.append(f"  [{mark:7}] {t['score']:g}/{t['max_score']:g}  {t['name']}")
+        if t["output"] and t["output"] != results.get("output"):
+            lines += ["             " + ln for ln in t["output"].splitlines()[:12]]
+    for note in results.get("staff_notes", []):
+        lines.append(f"  staff note: {note}")
+    sb = results.get("sandbox") or {}
+    weak = [f"{k}: {v}" for k, v in sb.items()
+            if isinstance(v, str) and ("NOT" in v or "not isolated" in v or "STILL" in v or "unavailable" in v)]
+    if weak:
+        lines.append("  sandbox limitations: " + "; ".join(weak))
+    return "\n".join(lines)

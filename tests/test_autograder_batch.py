@@ -1,0 +1,160 @@
+"""`python -m autograder batch`: gradebook, results, feedback, resumability (kill and rerun)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE / "adversarial"))
+
+import course  # noqa: E402
+from autograder.batch import KILL_HOOK_ENV, MARKER  # noqa: E402
+from autograder.gradebook import _alembic_on_path, default_db_url, dump_gradebook  # noqa: E402
+
+ID = course.ASSIGNMENT
+#: the source notebook's test-cell points differ from the checks' points, to test the scaling
+CELL_POINTS = {"scale": 10.0, "vjp": 5.0, "Counter": 4.0, "init": 3.0, "count": 1.0}
+STUDENTS = {
+    "alice": course.CORRECT,
+    "bob": course.with_cells(scale="def scale(x, a):\n    return x\n"),             # scale: 0/2
+    "carol": course.with_cells(vjp="def vjp(A, B, G):\n    return G @ B.T, A @ G\n",  # vjp: 0/2
+                               count=None),                                          # count: missing
+    "dave": "{ this is not json",
+    "erin": course.CORRECT,
+}
+
+
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty gradebook made once (nbgrader's first creation runs alembic, which is slow)."""
+    from nbgrader.api import Gradebook
+    path = tmp_path_factory.mktemp("gb") / "gradebook.db"
+    _alembic_on_path()
+    Gradebook(f"sqlite:///{path}").close()
+    return path
+
+
+def make_course(base: Path, template_db: Path, students: dict = STUDENTS) -> tuple[Path, Path]:
+    checks = course.make_checks(base / "checks")
+    cdir = base / "course"
+    course.write_notebook(cdir / "source" / ID / f"{ID}.ipynb", course.CORRECT, test_points=CELL_POINTS)
+    for name, cells in students.items():
+        nb = course.write_notebook(cdir / "submitted" / name / ID / f"{ID}.ipynb", cells)
+        (nb.parent / "timestamp.txt").write_text("2025-02-03 04:05:06.000000 UTC", encoding="utf-8")
+        (nb.parent / "submission_secret.txt").write_text(f"secret-{name}", encoding="utf-8")
+    shutil.copy(template_db, cdir / "gradebook.db")
+    return cdir, checks
+
+
+def run_batch(cdir: Path, checks: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "batch", "--course-dir", str(cdir),
+                           "--assignment", ID, "--checks-root", str(checks), "--no-progress", *extra],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, **(env or {})))
+
+
+def results(cdir: Path, student: str) -> dict:
+    return json.loads((cdir / "autograded" / student / ID / "results.json").read_text(encoding="utf-8"))
+
+
+def gradebook(cdir: Path) -> dict:
+    return dump_gradebook(default_db_url(cdir), ID)
+
+
+def stable(r: dict) -> dict:
+    """results.json without the fields that legitimately differ between runs."""
+    return {k: v for k, v in r.items() if k not in ("duration_s", "sandbox", "submission")}
+
+
+def test_batch_records_scaled_scores_results_and_feedback(tmp_path: Path, template_db: Path) -> None:
+    cdir, checks = make_course(tmp_path, template_db)
+    proc = run_batch(cdir, checks, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "graded 5, skipped 0, failed 0" in proc.stderr
+    gb = gradebook(cdir)
+    assert set(gb) == set(STUDENTS)
+    for cell, pts in CELL_POINTS.items():
+        assert gb["alice"][f"{ID}/test_{cell}"] == (pytest.approx(pts), None, False)
+    assert gb["bob"][f"{ID}/test_scale"][0] == 0
+    assert gb["bob"][f"{ID}/test_vjp"][0] == pytest.approx(5.0)
+    assert gb["carol"][f"{ID}/test_vjp"][0] == 0 and gb["carol"][f"{ID}/test_count"][0] == 0
+    assert all(v[0] == 0 for v in gb["dave"].values())
+    assert results(cdir, "bob")["score"] == course.MAX_SCORE - 2
+    assert "no answer cell" in " ".join(t["output"] for t in results(cdir, "carol")["tests"])
+    assert "not valid notebook JSON" in results(cdir, "dave")["output"]
+    # nbgrader's layouts: autograded copy for formgrader, feedback html + release_feedback's files
+    for name in STUDENTS:
+        assert (cdir / "autograded" / name / ID / f"{ID}.ipynb").is_file()
+        fb = cdir / "feedback" / name / ID
+        assert (fb / f"{ID}.html").is_file()
+        assert (fb / "timestamp.txt").read_text() == "2025-02-03 04:05:06.000000 UTC"
+        assert (fb / "submission_secret.txt").read_text() == f"secret-{name}"
+        assert (cdir / "autograded" / name / ID / MARKER).is_file()
+    html = (cdir / "feedback" / "bob" / ID / f"{ID}.html").read_text()
+    assert "scale(x, 2.5) is wrong" in html and "6 / 8" in html
+
+
+def test_rerun_skips_graded_and_regrades_changed_submission(tmp_path: Path, template_db: Path) -> None:
+    cdir, checks = make_course(tmp_path, template_db, {k: STUDENTS[k] for k in ("alice", "bob")})
+    assert run_batch(cdir, checks).returncode == 0
+    first = gradebook(cdir)
+    proc = run_batch(cdir, checks)
+    assert proc.returncode == 0 and "graded 0, skipped 2" in proc.stderr, proc.stderr
+    assert gradebook(cdir) == first
+    course.write_notebook(cdir / "submitted" / "bob" / ID / f"{ID}.ipynb", course.CORRECT)  # bob resubmits
+    proc = run_batch(cdir, checks)
+    assert "graded 1, skipped 1" in proc.stderr, proc.stderr
+    after = gradebook(cdir)
+    assert after["bob"][f"{ID}/test_scale"][0] == pytest.approx(10.0)
+    assert after["alice"] == first["alice"]
+    shutil.copy(template_db, cdir / "gradebook.db")     # a fresh gradebook: markers alone don't skip
+    proc = run_batch(cdir, checks)
+    assert "graded 2, skipped 0" in proc.stderr, proc.stderr
+    assert gradebook(cdir) == after
+
+
+def test_kill_mid_batch_then_rerun_equals_uninterrupted_run(tmp_path: Path, template_db: Path) -> None:
+    killed, checks_a = make_course(tmp_path / "a", template_db)
+    clean, checks_b = make_course(tmp_path / "b", template_db)
+    proc = run_batch(killed, checks_a, "--workers", "2", env={KILL_HOOK_ENV: "2"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr     # died right after its 2nd commit
+    markers = list((killed / "autograded").glob(f"*/{ID}/{MARKER}"))
+    assert len(markers) == 1            # the 2nd commit has no marker yet: the journal's window
+    proc = run_batch(killed, checks_a, "--workers", "2")
+    assert proc.returncode == 0 and "skipped 1" in proc.stderr, proc.stderr
+    assert run_batch(clean, checks_b, "--workers", "1").returncode == 0
+    assert gradebook(killed) == gradebook(clean)
+    for name in STUDENTS:
+        assert stable(results(killed, name)) == stable(results(clean, name))
+
+
+def test_manual_scores_survive_regrading(tmp_path: Path, template_db: Path) -> None:
+    from nbgrader.api import Gradebook
+    cdir, checks = make_course(tmp_path, template_db, {"bob": STUDENTS["bob"]})
+    assert run_batch(cdir, checks).returncode == 0
+    with Gradebook(default_db_url(cdir)) as gb:
+        gb.find_grade("test_scale", ID, ID, "bob").manual_score = 7.0
+        gb.db.commit()
+    assert run_batch(cdir, checks, "--force").returncode == 0
+    auto, manual, needs = gradebook(cdir)["bob"][f"{ID}/test_scale"]
+    assert (auto, manual, needs) == (0, 7.0, True)
+
+
+def test_batch_harness_errors_exit_nonzero(tmp_path: Path, template_db: Path) -> None:
+    cdir, checks = make_course(tmp_path, template_db, {})
+    proc = subprocess.run([sys.executable, "-m", "autograder", "batch", "--course-dir", str(cdir),
+                           "--assignment", "no_such_assignment", "--checks-root", str(checks)],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "unknown assignment" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "autograder", "batch", "--course-dir",
+                           str(tmp_path / "missing"), "--assignment", ID, "--checks-root", str(checks)],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
