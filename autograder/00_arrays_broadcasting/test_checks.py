@@ -1,27 +1,14 @@
 """Hidden checks for 00_arrays_broadcasting (points: broadcast_shape 3, unbroadcast 4, linear_forward 2)."""
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 
-from autograder.api import check, diagnose, expect_array, fail
+from autograder.api import load_reference, check, diagnose, expect_array, fail
 
 
-def _reference():
-    name = "autograder_reference_00_arrays_broadcasting"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _reference()
+ref = load_reference(__file__)
 
 
 # -- broadcast_shape ---------------------------------------------------------------------------

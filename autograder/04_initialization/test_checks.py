@@ -13,27 +13,14 @@ When a value is wrong the message names the known mistake whose scale the result
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
-from autograder.api import check, expect_array, fail
+from autograder.api import load_reference, check, expect_array, fail
 
 
-def _reference():
-    name = "autograder_reference_04_initialization"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _reference()
+ref = load_reference(__file__)
 
 
 def _call(student, name, fan_in, fan_out, seed, **kwargs):

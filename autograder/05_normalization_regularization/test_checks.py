@@ -11,26 +11,12 @@ order ``generator.random(x.shape) >= p``.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-from autograder.api import check, diagnose, expect_array, fail
+from autograder.api import load_reference, check, diagnose, expect_array, fail
 
 
-def _reference():
-    name = "autograder_reference_05_normalization_regularization"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _reference()
+ref = load_reference(__file__)
 
 
 def _bn_case(seed, m, d, small_feature=True):

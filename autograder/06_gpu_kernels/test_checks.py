@@ -15,28 +15,15 @@ SAXPY_KERNEL is CUDA C *text*.  It is fetched from the sandbox as a string and t
 """
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from autograder.api import check, diagnose, expect_array, expect_scalar, fail
+from autograder.api import load_reference, check, diagnose, expect_array, expect_scalar, fail
 
 
-def _reference():
-    name = "autograder_reference_06_gpu_kernels"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _reference()
+ref = load_reference(__file__)
 
 
 # -- grid_size -----------------------------------------------------------------------------------

@@ -1,26 +1,12 @@
 """Hidden checks for 07_putting_together (points: accuracy 2, confusion_matrix 2)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-from autograder.api import check, diagnose, expect_array, expect_scalar, fail
+from autograder.api import load_reference, check, diagnose, expect_array, expect_scalar, fail
 
 
-def _reference():
-    name = "autograder_reference_07_putting_together"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("reference.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _reference()
+ref = load_reference(__file__)
 
 
 def _check_accuracy(student, logits, labels, case):
