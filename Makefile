@@ -35,8 +35,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed-base
 	$(PIP) install -e '.[dev]'
 	@touch $@
 
+# Jupyter refuses to run as root unless told; containers often are root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(VENV)/.installed-base
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(ALLOW_ROOT)
 
 # Two pytest workers on two cores: one BLAS thread each, or OpenBLAS oversubscribes and small
 # matmuls get ~100x slower.

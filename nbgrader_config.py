@@ -4,9 +4,12 @@ Source notebooks live in notebooks/<assignment>/<assignment>.ipynb. Points that 
 sandboxed autograder (python -m autograder), never from nbgrader executing student code; see the
 README's TA workflow.
 """
+import os
+
 c = get_config()  # noqa: F821  (nbgrader injects get_config)
 
-c.CourseDirectory.root = "."
+# the course directory is where this file is (nbgrader wants an absolute path)
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.source_directory = "notebooks"
 c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.submitted_directory = "submitted"

@@ -32,7 +32,7 @@ PYTHON ?= python3
 VENV := .venv
 
 lab: $(VENV)/.installed
-\t$(VENV)/bin/jupyter lab --ServerApp.root_dir=.
+\t$(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 $(VENV)/.installed: kit/pyproject.toml
 \t$(PYTHON) -m venv $(VENV)
