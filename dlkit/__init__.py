@@ -14,6 +14,6 @@ from .ops import (
     softmax_cross_entropy, one_hot,
 )
 from .gradcheck import gradcheck, GradcheckResult
-from . import nn, init, optim, data, train, student  # noqa: E402  (viz imports matplotlib lazily)
+from . import nn, init, optim, data, train, viz, student  # noqa: E402  (viz loads matplotlib only when it draws)
 
 __version__ = "0.1.0"
