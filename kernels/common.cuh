@@ -17,7 +17,7 @@
 #define DLKIT_MAX_DIMS 6   // element-wise kernels handle up to 6 dims (after coalescing)
 
 // Layout of one element-wise launch, passed BY VALUE as the first kernel argument
-// (cuda.py packs it as a numpy int64 array of the same 32 fields, in this order).
+// (dlkit/backend/cuda_layout.py packs it as a numpy int64 array of the same 32 fields, in this order).
 //
 //   ndim        number of dims actually used, 1 <= ndim <= DLKIT_MAX_DIMS.  The dims are
 //               RIGHT-aligned: dim d of the logical shape lives in slot

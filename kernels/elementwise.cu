@@ -7,7 +7,7 @@
 // buffer first.  The output may itself be a strided view (used by assign / getitem_backward
 // / concatenate, which write into part of a bigger array).
 //
-// Kernel families (T = float | double | long long | unsigned char, see SUFFIXES in cuda.py):
+// Kernel families (T = float | double | long long | unsigned char, see SUFFIX in dlkit/backend/cuda_kernels.py):
 //   unary_<op>_<t>  (Layout L, T* out, const T* a)                       out = op(a)
 //   binary_<op>_<t> (Layout L, T* out, const T* a, const T* b, T sa, T sb) out = op(a, b)
 //   cmp_<op>_<t>    (Layout L, u8* out, const T* a, const T* b, T sa, T sb) out = (a op b)

@@ -1,0 +1,83 @@
+"""The kernel table of the CUDA backend: what ``kernels/*.cu`` look like from Python.
+
+Everything here must agree with the CUDA C sources, and tests/test_kernels_compile.py checks
+that it does: which files are compiled (:data:`KERNEL_FILES`), the ``Layout`` struct size
+(:data:`MAX_DIMS`, :data:`LAYOUT_FIELDS`, see kernels/common.cuh), block sizes, the dtype
+suffix of every kernel name, the matmul tiles, and -- in :func:`kernel_signatures` -- the
+name and argument format of every kernel that cuda.py launches.
+
+Plain constants and one function: no pycuda, no GPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
+KERNEL_FILES = ("elementwise", "reduce", "softmax_xent", "matmul", "optim")
+MAX_DIMS = 6              # DLKIT_MAX_DIMS in kernels/common.cuh
+LAYOUT_FIELDS = 2 + 5 * MAX_DIMS   # ndim, size, shape[6], strides[4][6]  (int64 each)
+BLOCK = 256               # threads per block of the element-wise kernels
+
+#: dtype -> kernel name suffix and the pycuda (struct) format character of one scalar.
+SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64",
+          np.dtype(np.int64): "i64", np.dtype(np.bool_): "u8"}
+SCALAR_FORMAT = {"f32": "f", "f64": "d", "i64": "q", "u8": "B"}
+
+# ---------------------------------------------------------------------------------------
+# Kernel names and argument formats.  Every launch goes through CudaBackend._kernel(), which
+# refuses a name not listed here; tests/test_kernels_compile.py checks that each listed name
+# is an extern "C" kernel of its .cu file with exactly these parameter types.
+# Format characters (pycuda's prepared-call struct format): P pointer, q int64, i int32,
+# f float, d double, B unsigned char, 256s the 256-byte Layout struct passed by value.
+# ---------------------------------------------------------------------------------------
+UNARY_OPS = ("neg", "exp", "log", "tanh", "sqrt", "sigmoid", "relu")
+BINARY_OPS = ("add", "sub", "mul", "div", "pow", "maximum")
+COMPARE_OPS = ("eq", "ne", "gt", "ge", "lt", "le")
+INT_UNARY_OPS = ("neg",)
+INT_BINARY_OPS = ("add", "sub", "mul", "maximum")
+REDUCE_OPS = ("sum", "max", "min")
+_LAYOUT = f"{8 * LAYOUT_FIELDS}s"
+
+
+def kernel_signatures() -> dict[str, dict[str, str]]:
+    """``{file stem: {kernel name: prepared-call format}}`` for every kernel cuda.py launches."""
+    ew: dict[str, str] = {}
+    for sfx in ("f32", "f64"):
+        t = SCALAR_FORMAT[sfx]
+        ew.update({f"unary_{op}_{sfx}": _LAYOUT + "PP" for op in UNARY_OPS})
+        ew.update({f"binary_{op}_{sfx}": _LAYOUT + "PPP" + 2 * t for op in BINARY_OPS})
+    ew.update({f"unary_{op}_i64": _LAYOUT + "PP" for op in INT_UNARY_OPS})
+    ew.update({f"binary_{op}_i64": _LAYOUT + "PPPqq" for op in INT_BINARY_OPS})
+    for sfx, t in SCALAR_FORMAT.items():
+        ew.update({f"cmp_{op}_{sfx}": _LAYOUT + "PPP" + 2 * t for op in COMPARE_OPS})
+        ew[f"where_{sfx}"] = _LAYOUT + "PPPP" + 2 * t
+        ew[f"fill_{sfx}"] = "Pq" + t
+        ew[f"one_hot_{sfx}"] = "PPqq"
+        ew.update({f"cast_{sfx}_{dst}": _LAYOUT + "PP" for dst in SCALAR_FORMAT})
+    red: dict[str, str] = {}
+    for sfx in ("f32", "f64", "i64"):
+        for op in REDUCE_OPS:
+            red[f"reduce_rows_{op}_{sfx}"] = "PPqqq"
+            red[f"reduce_mid_{op}_{sfx}"] = "PPqqq"
+        red[f"argmax_rows_{sfx}"] = "PPqq"
+    soft: dict[str, str] = {}
+    mm: dict[str, str] = {}
+    opt: dict[str, str] = {}
+    for sfx in ("f32", "f64"):
+        t = SCALAR_FORMAT[sfx]
+        soft[f"logsumexp_rows_{sfx}"] = "PPqq"
+        soft[f"log_softmax_rows_{sfx}"] = "PPqq"
+        soft[f"softmax_xent_rows_{sfx}"] = "PPPPqq" + t
+        opt[f"sgd_step_{sfx}"] = "PPPq" + 4 * t + "ii"
+        opt[f"adam_step_{sfx}"] = "PPPPq" + 7 * t + "i"
+    for name in MATMUL_TILES:
+        mm[name] = "PPP" + 9 * "q"
+    return {"elementwise": ew, "reduce": red, "softmax_xent": soft, "matmul": mm, "optim": opt}
+
+
+#: matmul kernel name -> (BM, BN) tile; see kernels/matmul.cu.
+MATMUL_TILES = {"matmul_128x128_f32": (128, 128), "matmul_64x64_f32": (64, 64),
+                "matmul_64x64_f64": (64, 64)}
+MATMUL_THREADS = 256
