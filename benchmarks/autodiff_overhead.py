@@ -8,8 +8,11 @@ ReLU, mean softmax cross-entropy) computed two ways in the same process:
 * dlkit: the forward pass with Tensors, then ``loss.backward()``.
 
 Both are timed interleaved (warm-up first, then alternating repeats) and the medians are
-compared.  Run: ``python benchmarks/autodiff_overhead.py [--repeats 300] [--blas-threads N]``
-(``--blas-threads 1`` pins BLAS to one thread: steadier figures on a busy machine).
+compared, by default in 8 fresh child processes with differently padded environments and
+alternating order (see _layouts.py): the headline is the median over layouts of dlkit / numpy.
+Run: ``python benchmarks/autodiff_overhead.py [--repeats 300] [--blas-threads N] [--layouts K]``
+(``--blas-threads 1`` pins BLAS to one thread: steadier figures on a busy machine;
+``--layouts 1``: one in-process run, as before).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import sys
 import time
 
 import _setup  # noqa: E402,F401  (repo on sys.path, backend, --blas-threads: before numpy)
+import _layouts  # noqa: E402  (fresh child processes with differently padded environments)
 
 import numpy as np  # noqa: E402
 
@@ -91,7 +95,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="BLAS threads (default: the library's own choice)")
+    _layouts.add_argument(parser)
     args = parser.parse_args()
+
+    child = _layouts.child_index()
+    if child is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus "
+              f"(load average {load:.1f}), numpy {np.__version__}, "
+              f"backend {dlkit.get_backend().name}, BLAS threads {args.blas_threads or 'default'}")
+        print(f"MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, float32, forward+backward, "
+              f"median of {args.repeats} interleaved repeats")
+        if args.layouts > 1:
+            results = _layouts.run(args.layouts, "numpy", "dlkit", target=1.15)
+            print(f"  same result in every layout: loss {results[0]['loss']:.6f}, max relative "
+                  f"gradient difference {max(r['err'] for r in results):.1e}")
+            return
 
     X, y, Ws, bs = make_problem()
     tX, ty = dlkit.tensor(X), dlkit.tensor(y, dtype="int64")
@@ -105,28 +124,14 @@ def main() -> None:
               for t, g in zip(tWs + tbs, dWs + dbs))
     assert abs(tloss.item() - loss) < 1e-5 and err < 1e-5, (tloss.item(), loss, err)
 
-    for _ in range(args.warmup):
-        numpy_step(X, y, Ws, bs)
-        dlkit_step(tX, ty, tWs, tbs)
-    t_np, t_dl, c_np, c_dl = [], [], [], []
-    for _ in range(args.repeats):
-        c0, t0 = time.thread_time(), time.perf_counter()
-        numpy_step(X, y, Ws, bs)
-        c1, t1 = time.thread_time(), time.perf_counter()
-        dlkit_step(tX, ty, tWs, tbs)
-        c2, t2 = time.thread_time(), time.perf_counter()
-        t_np.append(t1 - t0)
-        t_dl.append(t2 - t1)
-        c_np.append(c1 - c0)
-        c_dl.append(c2 - c1)
+    steps = {"numpy": lambda: numpy_step(X, y, Ws, bs), "dlkit": lambda: dlkit_step(tX, ty, tWs, tbs)}
+    wall, cpu = _layouts.interleave(steps, args.repeats, args.warmup, _layouts.reversed_order())
+    if child is not None:
+        _layouts.emit(wall, loss=float(tloss.item()), err=float(err))
+        return
+    t_np, t_dl, c_np, c_dl = wall["numpy"], wall["dlkit"], cpu["numpy"], cpu["dlkit"]
     med_np, med_dl = statistics.median(t_np), statistics.median(t_dl)
     cpu_np, cpu_dl = statistics.mean(c_np), statistics.mean(c_dl)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus "
-          f"(load average {load:.1f}), numpy {np.__version__}, backend {tX.backend.name}, "
-          f"BLAS threads {args.blas_threads or 'default'}")
-    print(f"MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, float32, forward+backward, "
-          f"median of {args.repeats} interleaved repeats")
     print(f"{'':21s}{'median':>10s}{'min':>10s}{'cpu/step':>12s}")
     print(f"  hand-written numpy {med_np * 1e3:8.3f} ms{min(t_np) * 1e3:7.3f} ms"
           f"{cpu_np * 1e3:9.3f} ms")
@@ -137,7 +142,6 @@ def main() -> None:
     print("  (min and main-thread cpu time are steadier than the median on a busy machine; "
           "cpu/step counts BLAS work only with --blas-threads 1)")
     print(f"  same result: loss {tloss.item():.6f}, max relative gradient difference {err:.1e}")
-
 
 if __name__ == "__main__":
     main()

@@ -7,9 +7,12 @@ Step = forward + mean softmax cross-entropy + backward + Adam update, for an MLP
 * numpy:  the same arithmetic written out by hand (G_i recursion, PyTorch's Adam in place);
 * torch:  ``torch.nn`` + ``torch.optim.Adam`` (skipped when ``import torch`` fails).
 
-The variants are timed interleaved (warm-up, then alternating repeats) and medians compared.
-Run: ``python benchmarks/train_step.py [--repeats 200] [--blas-threads N]``
-(``--blas-threads 1`` pins BLAS to one thread: steadier figures on a busy machine).
+The variants are timed interleaved (warm-up, then alternating repeats) and medians compared,
+by default in 8 fresh child processes with differently padded environments and alternating
+variant order (see _layouts.py): the headline is the median over layouts of dlkit / numpy.
+Run: ``python benchmarks/train_step.py [--repeats 200] [--blas-threads N] [--layouts K]``
+(``--blas-threads 1`` pins BLAS to one thread: steadier figures on a busy machine;
+``--layouts 1``: one in-process run, as before).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import sys
 import time
 
 import _setup  # noqa: E402,F401  (repo on sys.path, backend, --blas-threads: before numpy)
+import _layouts  # noqa: E402  (fresh child processes with differently padded environments)
 
 import numpy as np  # noqa: E402
 
@@ -135,7 +139,20 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--blas-threads", type=int, default=None)
+    _layouts.add_argument(parser)
     args = parser.parse_args()
+
+    child = _layouts.child_index()
+    if child is None:
+        print(f"training step: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, float32, Adam "
+              f"(median of {args.repeats}, interleaved)")
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores "
+              f"(load average {os.getloadavg()[0]:.1f}), numpy {np.__version__}, "
+              f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
+              f"backend {dlkit.get_backend().name}")
+        if args.layouts > 1:
+            _layouts.run(args.layouts, "numpy (by hand)", "dlkit", target=1.2)
+            return 0
 
     X, y, model = make_problem()
     numpy_model = NumpyMLP([m.weight.numpy() for m in model if isinstance(m, nn.Linear)],
@@ -152,20 +169,10 @@ def main() -> int:
         if not np.allclose(losses, first["numpy (by hand)"], rtol=1e-4):
             print(f"warning: {name} losses {losses} differ from numpy {first['numpy (by hand)']}")
 
-    for step in steppers.values():
-        for _ in range(args.warmup):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steppers}
-    for _ in range(args.repeats):
-        for name, step in steppers.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-
-    print(f"training step: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, float32, Adam "
-          f"(median of {args.repeats}, interleaved)")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}, "
-          f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, backend {dlkit.get_backend().name}")
+    times, _ = _layouts.interleave(steppers, args.repeats, args.warmup, _layouts.reversed_order())
+    if child is not None:
+        _layouts.emit(times)
+        return 0
     base = statistics.median(times["numpy (by hand)"])
     for name, ts in times.items():
         med = statistics.median(ts)
@@ -173,7 +180,6 @@ def main() -> int:
     ratio = statistics.median(times["dlkit"]) / base
     print(f"dlkit / numpy = {ratio:.2f} (target <= 1.2)")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
