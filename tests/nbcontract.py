@@ -38,3 +38,51 @@ def graded_md_names() -> dict[str, list[str]]:
         if current and m:
             names.setdefault(current, []).append(m.group(1))
     return names
+
+
+def run_student_edition(aid: str) -> tuple[list[str], str]:
+    """Run notebook ``aid`` in this process as a student receives it; return what failed and printed.
+
+    Answer cells are stubbed and hidden tests removed, as nbgrader's release does.  Returns the
+    grade_ids of the test cells that raised and everything the cells printed.  Any other cell that
+    raises is an AssertionError (the student edition must run top to bottom), except a stubbed answer
+    cell that defines a constant rather than a function (e.g. SAXPY_KERNEL), which raises
+    NotImplementedError as soon as it runs.  The caller sets the working directory, environment and
+    the student edition of dlkit.
+    """
+    import contextlib
+    import io
+
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    namespace: dict = {"__name__": "__main__"}
+    out = io.StringIO()
+    failed_tests = []
+    for i, cell in enumerate(notebook(aid)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        info = cell.get("metadata", {}).get("nbgrader", {})
+        if info.get("solution"):
+            src = student.stub_solutions(src)
+        if info.get("grade"):
+            src = student.strip_hidden_tests(src)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), \
+                    np.errstate(all="ignore"):
+                exec(compile(src, f"<{aid} cell {i}>", "exec"), namespace)
+        except Exception as exc:  # noqa: BLE001
+            if info.get("grade"):
+                failed_tests.append(info["grade_id"])
+                continue
+            if info.get("solution") and isinstance(exc, NotImplementedError):
+                continue
+            raise AssertionError(f"{aid}: cell {i} fails in the student edition: "
+                                 f"{type(exc).__name__}: {exc}\n{src[:400]}") from exc
+        finally:
+            plt.close("all")
+    return failed_tests, out.getvalue()

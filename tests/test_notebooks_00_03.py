@@ -26,7 +26,7 @@ import pytest
 
 from dlkit import student
 from tests.mutants import load_mutants
-from tests.nbcontract import graded_md_names, nb_path, notebook
+from tests.nbcontract import graded_md_names, nb_path, notebook, run_student_edition
 
 answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
 strip_hidden_tests, stub_solutions = student.strip_hidden_tests, student.stub_solutions
@@ -174,34 +174,8 @@ def student_dlkit(monkeypatch):
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_student_edition_runs_top_to_bottom(aid, student_dlkit, monkeypatch, tmp_path):
     """Every non-test cell runs with the stubs; every graded test cell fails on them."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     monkeypatch.chdir(nb_path(aid).parent)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    ns: dict = {"__name__": "__main__"}
-    out = io.StringIO()
-    failed_tests = []
-    for i, cell in enumerate(notebook(aid)["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        info = cell.get("metadata", {}).get("nbgrader", {})
-        if info.get("solution"):
-            src = stub_solutions(src)
-        if info.get("grade"):
-            src = strip_hidden_tests(src)
-        try:
-            with contextlib.redirect_stdout(out), np.errstate(all="ignore"):
-                exec(compile(src, f"<{aid} cell {i}>", "exec"), ns)
-        except Exception as exc:  # noqa: BLE001
-            if info.get("grade"):
-                failed_tests.append(info["grade_id"])
-                continue
-            raise AssertionError(f"{aid}: cell {i} fails in the student edition: "
-                                 f"{type(exc).__name__}: {exc}\n{src[:400]}") from exc
-        finally:
-            plt.close("all")
+    failed_tests, printed = run_student_edition(aid)
     assert sorted(failed_tests) == sorted(f"test_{n}" for n in EXPECTED[aid])
-    assert "implement" in out.getvalue()  # the demos said what to finish first
+    assert "implement" in printed  # the demos said what to finish first

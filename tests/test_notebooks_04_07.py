@@ -26,7 +26,7 @@ import pytest
 
 from dlkit import student
 from tests.mutants import load_mutants
-from tests.nbcontract import ROOT, graded_md_names, nb_path, notebook
+from tests.nbcontract import ROOT, graded_md_names, nb_path, notebook, run_student_edition
 
 answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
 strip_hidden_tests, stub_solutions = student.strip_hidden_tests, student.stub_solutions
@@ -213,40 +213,12 @@ def student_edition(monkeypatch, tmp_path):
 @pytest.mark.parametrize("aid", ASSIGNMENTS)
 def test_student_edition_runs_top_to_bottom(aid, student_edition, monkeypatch):
     """Every non-graded cell runs with stubs everywhere; every graded test cell fails on them."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     monkeypatch.chdir(nb_path(aid).parent)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("DLKIT_MNIST_DIR", raising=False)
-    ns: dict = {"__name__": "__main__"}
-    out = io.StringIO()
-    failed_tests = []
-    for i, cell in enumerate(notebook(aid)["cells"]):
-        if cell["cell_type"] != "code":
-            continue
-        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        info = cell.get("metadata", {}).get("nbgrader", {})
-        if info.get("solution"):
-            src = stub_solutions(src)
-        if info.get("grade"):
-            src = strip_hidden_tests(src)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), np.errstate(all="ignore"):
-                exec(compile(src, f"<{aid} cell {i}>", "exec"), ns)
-        except Exception as exc:  # noqa: BLE001
-            if info.get("grade"):
-                failed_tests.append(info["grade_id"])
-                continue
-            if info.get("solution") and isinstance(exc, NotImplementedError):
-                continue          # a stubbed answer cell that is not a function (SAXPY_KERNEL)
-            raise AssertionError(f"{aid}: cell {i} fails in the student edition: "
-                                 f"{type(exc).__name__}: {exc}\n{src[:400]}") from exc
-        finally:
-            plt.close("all")
+    failed_tests, printed = run_student_edition(aid)
     assert sorted(failed_tests) == sorted(f"test_{n}" for n in EXPECTED[aid])
-    text = out.getvalue().lower()
+    text = printed.lower()
     assert "first" in text or "finish" in text, f"{aid}: the demos should say what to finish first"
     if aid == "07_putting_together":
         assert text.count("falling back") == 2, "07 must fall back to dlkit's pieces when 03/04 are unfinished"
