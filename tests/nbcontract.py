@@ -86,3 +86,29 @@ def run_student_edition(aid: str) -> tuple[list[str], str]:
         finally:
             plt.close("all")
     return failed_tests, out.getvalue()
+
+
+def stub_graded_dlkit(monkeypatch) -> None:
+    """Make dlkit's graded pieces raise NotImplementedError, as in the student edition.
+
+    The pieces are the ``@graded`` functions that ``make release`` stubs
+    (``autograder.release.graded_objects``), patched in place for the duration of one test.
+    """
+    import importlib
+
+    from autograder.release import graded_objects
+
+    def stubbed(*args, **kwargs):
+        raise NotImplementedError("stubbed in the student edition")
+
+    for qualname in graded_objects():
+        parts = qualname.split(".")
+        for cut in range(len(parts) - 1, 0, -1):  # longest importable module prefix
+            try:
+                owner = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ModuleNotFoundError:
+                continue
+        for name in parts[cut:-1]:
+            owner = getattr(owner, name)
+        monkeypatch.setattr(owner, parts[-1], stubbed)

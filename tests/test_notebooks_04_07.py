@@ -26,7 +26,7 @@ import pytest
 
 from dlkit import student
 from tests.mutants import load_mutants
-from tests.nbcontract import ROOT, graded_md_names, nb_path, notebook, run_student_edition
+from tests.nbcontract import ROOT, graded_md_names, nb_path, notebook, run_student_edition, stub_graded_dlkit
 
 answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
 strip_hidden_tests, stub_solutions = student.strip_hidden_tests, student.stub_solutions
@@ -185,15 +185,7 @@ def student_edition(monkeypatch, tmp_path):
     dlkit.student.load finds stubbed copies of the earlier notebooks."""
     import dlkit
 
-    def stubbed(*args, **kwargs):
-        raise NotImplementedError("stubbed in the student edition")
-
-    for cls in ("Momentum", "Nesterov", "Adam"):
-        if hasattr(dlkit.optim, cls):
-            monkeypatch.setattr(getattr(dlkit.optim, cls), "step", stubbed)
-    for fn in ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"):
-        if hasattr(dlkit.init, fn):
-            monkeypatch.setattr(dlkit.init, fn, stubbed)
+    stub_graded_dlkit(monkeypatch)
     import json
     for aid in ("03_optimization", "04_initialization"):
         src = ROOT / "notebooks" / aid / f"{aid}.ipynb"

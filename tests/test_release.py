@@ -171,19 +171,10 @@ def test_release_has_every_assignment_and_the_kit(built_release):
     assert sorted((built_release / "kit" / "kernels").glob("*.cu")) or not list((REPO / "kernels").glob("*.cu"))
 
 
-def _solution_lines(source: str) -> list[str]:
+def _region_lines(pattern, source: str) -> list[str]:
+    """Distinctive lines (>= 20 characters, not comments) inside the regions ``pattern`` marks."""
     lines = []
-    for region in student._SOLUTION.finditer(source):
-        for line in region.group(0).splitlines()[1:-1]:
-            line = line.strip()
-            if len(line) >= 20 and not line.startswith("#"):
-                lines.append(line)
-    return lines
-
-
-def _hidden_lines(source: str) -> list[str]:
-    lines = []
-    for region in student._HIDDEN.finditer(source):
+    for region in pattern.finditer(source):
         for line in region.group(0).splitlines()[1:-1]:
             line = line.strip()
             if len(line) >= 20 and not line.startswith("#"):
@@ -200,8 +191,8 @@ def test_no_solution_or_hidden_test_text_in_the_release(built_release, ID):
     joined = "\n".join(("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
                        for c in released["cells"])
     assert "BEGIN SOLUTION" not in joined and "BEGIN HIDDEN TESTS" not in joined
-    secret = [ln for src in student.answer_cells(source_nb).values() for ln in _solution_lines(src)]
-    secret += [ln for src, _ in student.test_cells(source_nb).values() for ln in _hidden_lines(src)]
+    secret = [ln for src in student.answer_cells(source_nb).values() for ln in _region_lines(student._SOLUTION, src)]
+    secret += [ln for src, _ in student.test_cells(source_nb).values() for ln in _region_lines(student._HIDDEN, src)]
     # What the release should hold: every cell as it is, answers stubbed, hidden regions removed.
     expected = []
     for cell in source_nb["cells"]:
