@@ -6,14 +6,17 @@ Needs only the CUDA toolkit (nvcc), no GPU.  Skipped, with the reason, where nvc
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from dlkit.backend import cuda, nvcc
+from dlkit.backend import BackendUnavailable, cuda, cuda_kernels, cuda_probe, nvcc
+from dlkit.backend.cuda_kernels import KERNELS_DIR
 
-KERNELS = Path(__file__).resolve().parents[1] / "kernels"
-SOURCES = sorted(KERNELS.glob("*.cu"))
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = sorted(KERNELS_DIR.glob("*.cu"))
 ARCHS = ("sm_80", "sm_90")
 
 needs_nvcc = pytest.mark.skipif(not nvcc.nvcc_available(),
@@ -22,6 +25,49 @@ needs_nvcc = pytest.mark.skipif(not nvcc.nvcc_available(),
 def test_there_are_kernel_sources():
     assert {p.stem for p in SOURCES} == set(cuda.KERNEL_FILES), \
         "kernels/*.cu and cuda.KERNEL_FILES disagree: a source is not loaded, or is missing"
+
+
+# -- where the sources are: one answer, used by everyone -------------------------------------
+def test_kernels_dir_is_the_checkouts_kernels_folder():
+    """From a checkout or an editable install the sources are read in place from kernels/."""
+    assert KERNELS_DIR == (REPO / "kernels").resolve() == cuda_kernels.kernels_dir()
+    assert nvcc.KERNELS_DIR is cuda.KERNELS_DIR is KERNELS_DIR
+
+
+def test_kernels_dir_is_defined_only_in_cuda_kernels():
+    for path in sorted((REPO / "dlkit").rglob("*.py")):
+        if path.name != "cuda_kernels.py":
+            assert not re.search(r'["\']kernels["\']', path.read_text(encoding="utf-8")), \
+                f"{path.relative_to(REPO)} builds its own path to kernels/; use cuda_kernels.KERNELS_DIR"
+
+
+def test_search_takes_the_first_folder_with_the_sources(tmp_path):
+    installed, checkout = tmp_path / "installed", tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "common.cuh").write_text("")
+    assert cuda_kernels._find_kernels_dir((installed, checkout)) == checkout
+    installed.mkdir()
+    (installed / "common.cuh").write_text("")
+    assert cuda_kernels._find_kernels_dir((installed, checkout)) == installed
+    assert cuda_kernels._find_kernels_dir((tmp_path / "nowhere",)) is None
+
+
+def test_missing_sources_fail_at_compile_time_saying_where_they_were_looked_for(monkeypatch, tmp_path):
+    search = (tmp_path / "site" / "dlkit" / "_kernels", tmp_path / "repo" / "kernels")
+    monkeypatch.setattr(cuda_kernels, "KERNELS_SEARCH_PATH", search)
+    monkeypatch.setattr(cuda_kernels, "KERNELS_DIR", search[-1])
+    with pytest.raises(FileNotFoundError) as err:
+        cuda_kernels.kernels_dir()
+    assert all(str(p) in str(err.value) for p in search)
+    # the cuda probe turns it into BackendUnavailable before compiling anything
+    compiled = []
+    compiler = types.ModuleType("pycuda.compiler")
+    compiler.SourceModule = lambda *a, **k: compiled.append(a)
+    monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
+    monkeypatch.setitem(sys.modules, "pycuda.compiler", compiler)
+    with pytest.raises(BackendUnavailable, match="were not found; looked in: ") as err:
+        cuda_probe._compile_modules("sm_90")
+    assert all(str(p) in str(err.value) for p in search) and not compiled
 
 
 @needs_nvcc
@@ -118,6 +164,6 @@ def test_signature_check_detects_a_mismatch():
 
 
 def test_layout_size_matches_common_header():
-    header = (KERNELS / "common.cuh").read_text()
+    header = (KERNELS_DIR / "common.cuh").read_text()
     assert f"#define DLKIT_MAX_DIMS {cuda.MAX_DIMS}" in header
     assert cuda.LAYOUT_FIELDS == 2 + 5 * cuda.MAX_DIMS   # ndim, size, shape[D], strides[4][D]

@@ -1,8 +1,16 @@
 """Set-up stays honest: conda and pip list the same dependencies, CI runs the README's command."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib.metadata import version
 from pathlib import Path
+
+import pytest
 
 try:
     import tomllib
@@ -81,3 +89,73 @@ def test_makefile_targets_exist():
 
 def test_nbgrader_source_directory_is_notebooks():
     assert 'source_directory = "notebooks"' in (REPO / "nbgrader_config.py").read_text()
+
+
+# -- a non-editable install ships the CUDA sources and finds them ------------------------------
+KERNEL_SOURCES = sorted(p.name for p in (REPO / "kernels").iterdir() if p.suffix in {".cu", ".cuh"})
+# what a copy of the repository for building leaves out: environments, caches, build output
+_NOT_COPIED = shutil.ignore_patterns(".venv", ".git", "build", "dist", "release", "*.egg-info",
+                                     "__pycache__", ".pytest_cache", ".hypothesis", "_work",
+                                     ".ipynb_checkpoints", "gradebook.db")
+
+
+def test_setuptools_packages_are_every_package_under_dlkit():
+    """pyproject lists packages by hand (to map kernels/ into dlkit._kernels): none forgotten."""
+    setuptools = _pyproject()["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "dlkit").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == on_disk | {"dlkit._kernels"}
+    assert setuptools["package-dir"] == {"dlkit._kernels": "kernels"}
+    assert "common.cuh" in KERNEL_SOURCES and any(n.endswith(".cu") for n in KERNEL_SOURCES)
+
+
+@pytest.fixture(scope="module")
+def built_wheel(tmp_path_factory) -> Path:
+    """``pip wheel`` of a copy of the repository (so the build never writes into the checkout),
+    offline: no index, no build isolation -- the dev extra provides setuptools>=77."""
+    have = version("setuptools")
+    if int(have.split(".")[0]) < 77:
+        pytest.fail(f"setuptools {have} cannot build dlkit (pyproject.toml needs >= 77); "
+                    "install the dev extra: pip install -e '.[dev]'")
+    tmp = tmp_path_factory.mktemp("wheel")
+    src, out = tmp / "src", tmp / "dist"
+    shutil.copytree(REPO, src, ignore=_NOT_COPIED)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+         "--no-index", "--disable-pip-version-check", "-q", "-w", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout}\n{proc.stderr}"
+    (wheel,) = out.glob("dlkit-*.whl")
+    return wheel
+
+
+def test_wheel_ships_the_kernels_and_no_tests_or_notebooks(built_wheel):
+    with zipfile.ZipFile(built_wheel) as zf:
+        names = set(zf.namelist())
+        for name in KERNEL_SOURCES:
+            assert f"dlkit/_kernels/{name}" in names, f"the wheel lacks kernels/{name}"
+            assert zf.read(f"dlkit/_kernels/{name}") == (REPO / "kernels" / name).read_bytes()
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "dlkit").rglob("*.py")}
+    assert modules <= names, f"modules missing from the wheel: {sorted(modules - names)}"
+    top = {n.split("/")[0] for n in names}
+    assert top == {"dlkit", "dlkit-0.1.0.dist-info"}, top
+    unwanted = sorted(n for n in names if n.endswith(".ipynb")
+                      or {"tests", "notebooks", "autograder", "kernels"} & set(n.split("/")[:-1]))
+    assert not unwanted, f"the wheel ships files it should not: {unwanted}"
+
+
+def test_installed_wheel_finds_its_kernels(built_wheel, tmp_path):
+    """Installed from the wheel (no checkout next to it), the cuda backend finds the sources."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
+                    "--disable-pip-version-check", "-q", "--target", str(site), str(built_wheel)],
+                   check=True, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    code = ("import dlkit; from dlkit.backend import cuda_kernels as k; "
+            "print(dlkit.__file__); print(k.kernels_dir())")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    package, kernels = (Path(line) for line in proc.stdout.split())
+    assert package.parent == site / "dlkit", f"imported {package}, not the installed wheel"
+    assert kernels == site / "dlkit" / "_kernels"
+    assert sorted(p.name for p in kernels.iterdir() if p.suffix in {".cu", ".cuh"}) == KERNEL_SOURCES

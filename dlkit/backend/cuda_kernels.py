@@ -1,12 +1,13 @@
 """The kernel table of the CUDA backend: what ``kernels/*.cu`` look like from Python.
 
 Everything here must agree with the CUDA C sources, and tests/test_kernels_compile.py checks
-that it does: which files are compiled (:data:`KERNEL_FILES`), the ``Layout`` struct size
-(:data:`MAX_DIMS`, :data:`LAYOUT_FIELDS`, see kernels/common.cuh), block sizes, the dtype
-suffix of every kernel name, the matmul tiles, and -- in :func:`kernel_signatures` -- the
-name and argument format of every kernel that cuda.py launches.
+that it does: where the sources are (:data:`KERNELS_DIR`), which files are compiled
+(:data:`KERNEL_FILES`), the ``Layout`` struct size (:data:`MAX_DIMS`, :data:`LAYOUT_FIELDS`,
+see kernels/common.cuh), block sizes, the dtype suffix of every kernel name, the matmul tiles,
+and -- in :func:`kernel_signatures` -- the name and argument format of every kernel that
+cuda.py launches.
 
-Plain constants and one function: no pycuda, no GPU.
+Plain constants and small functions: no pycuda, no GPU.
 """
 from __future__ import annotations
 
@@ -14,7 +15,44 @@ from pathlib import Path
 
 import numpy as np
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
+# ---------------------------------------------------------------------------------------
+# Where the CUDA sources are: the one answer for the whole project (nvcc.py, cuda_probe.py
+# and the tests import it from here).  The sources live in the repository's top-level
+# kernels/ folder; a wheel ships them inside the package as dlkit/_kernels/ (see
+# [tool.setuptools.package-dir] in pyproject.toml).  A source checkout and an editable
+# install (make test, make lab) use kernels/ in place.
+# ---------------------------------------------------------------------------------------
+KERNELS_SEARCH_PATH: tuple[Path, ...] = (
+    Path(__file__).resolve().parents[1] / "_kernels",   # installed from a wheel
+    Path(__file__).resolve().parents[2] / "kernels",    # source checkout / editable install
+)
+KERNEL_HEADER = "common.cuh"
+
+
+def _find_kernels_dir(search_path: tuple[Path, ...] = KERNELS_SEARCH_PATH) -> Path | None:
+    for candidate in search_path:
+        if (candidate / KERNEL_HEADER).is_file():
+            return candidate
+    return None
+
+
+#: The folder with ``kernels/*.cu`` and ``common.cuh``.  Importing never fails: when no
+#: candidate of :data:`KERNELS_SEARCH_PATH` has the sources this is the checkout's
+#: ``kernels/``, and :func:`kernels_dir` (called where the kernels are compiled) raises.
+KERNELS_DIR: Path = _find_kernels_dir() or KERNELS_SEARCH_PATH[-1]
+
+
+def kernels_dir() -> Path:
+    """:data:`KERNELS_DIR`, or ``FileNotFoundError`` saying every place that was searched."""
+    if (KERNELS_DIR / KERNEL_HEADER).is_file():
+        return KERNELS_DIR
+    looked = [KERNELS_DIR, *(p for p in KERNELS_SEARCH_PATH if p != KERNELS_DIR)]
+    raise FileNotFoundError(
+        "dlkit's CUDA kernel sources (kernels/*.cu, common.cuh) were not found; looked in: "
+        + ", ".join(str(p) for p in looked)
+        + ". Install dlkit from its repository (pip install . or pip install -e .).")
+
+
 KERNEL_FILES = ("elementwise", "reduce", "softmax_xent", "matmul", "optim")
 MAX_DIMS = 6              # DLKIT_MAX_DIMS in kernels/common.cuh
 LAYOUT_FIELDS = 2 + 5 * MAX_DIMS   # ndim, size, shape[6], strides[4][6]  (int64 each)

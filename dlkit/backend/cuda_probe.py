@@ -16,7 +16,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cuda_kernels import KERNEL_FILES, KERNELS_DIR
+from . import cuda_kernels
+from .cuda_kernels import KERNEL_FILES
 
 if TYPE_CHECKING:
     from .cuda import CudaBackend
@@ -136,16 +137,20 @@ def _compile_modules(arch: str) -> dict[str, Any]:
     from . import BackendUnavailable
     from pycuda.compiler import SourceModule
 
+    try:
+        kernels_dir = cuda_kernels.kernels_dir()
+    except FileNotFoundError as exc:
+        raise BackendUnavailable(str(exc)) from None
     modules = {}
     for stem in KERNEL_FILES:
-        path = KERNELS_DIR / f"{stem}.cu"
+        path = kernels_dir / f"{stem}.cu"
         try:
             source = path.read_text()
         except OSError as exc:
             raise BackendUnavailable(f"kernel source missing: {path} ({exc.strerror})") from None
         try:
             modules[stem] = SourceModule(source, no_extern_c=True, arch=arch,
-                                         include_dirs=[str(KERNELS_DIR)],
+                                         include_dirs=[str(kernels_dir)],
                                          cache_dir=str(cache_dir()))
         except Exception as exc:   # noqa: BLE001  (pycuda.driver.CompileError, nvcc missing, ...)
             log = getattr(exc, "stderr", None) or str(exc)

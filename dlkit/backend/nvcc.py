@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .cuda_kernels import KERNELS_DIR  # noqa: F401  (re-exported; defined in one place only)
+
 __all__ = ["CompileResult", "nvcc_path", "nvcc_available", "compile_ptx", "compile_file",
            "ptx_entries", "KERNELS_DIR"]
-
-#: The repository's ``kernels/`` directory (CUDA sources of the cuda backend).
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
 
 _ENTRY = re.compile(r"^\s*(?:\.visible\s+|\.weak\s+)?\.entry\s+([A-Za-z_$][\w$]*)\s*\(", re.M)
 
