@@ -28,7 +28,9 @@ MUTANTS = [
      "Bs[kk][nn] = (gk < K && gn < N)", "Bs[kk][nn] = (gn < N)", ["test_matmul"]),
     ("matmul-no-store-guard", "matmul.cu",
      "if (gn < N) C[gm * N + gn] = acc[i][j];", "C[gm * N + gn] = acc[i][j];", ["test_matmul"]),
-    ("matmul-missing-barrier", "matmul.cu",
+    ("matmul-no-barrier-after-copy", "matmul.cu",
+     "        __syncthreads();\n\n        // -- TM x TN", "\n        // -- TM x TN", ["test_matmul"]),
+    ("matmul-no-barrier-before-next-copy", "matmul.cu",
      "__syncthreads();  // before the next slab", "// (barrier removed)", ["test_matmul"]),
     ("block-reduce-barrier-in-branch", "common.cuh",
      "        if (lane == 0) partial[0] = v;\n    }\n    __syncthreads();",
@@ -142,7 +144,8 @@ def test_barrier_divergence_is_an_error_not_a_hang(tmp_path: Path, emulator):
     broken = tmp_path / "kernels"
     shutil.copytree(KERNELS_DIR, broken)
     path = broken / "common.cuh"
-    path.write_text(path.read_text().replace(MUTANTS[4][2], MUTANTS[4][3]))
+    _, _, old, new, _ = next(m for m in MUTANTS if m[0] == "block-reduce-barrier-in-branch")
+    path.write_text(path.read_text().replace(old, new))
     be = make_emu_backend(emulator=load(broken))
     with pytest.raises(KernelError, match=r"barrier divergence in kernel reduce_rows_sum_f32, "
                        r"block \(0, 0, 0\).*32 threads wait at __syncthreads\(\), 0 at a warp "
