@@ -17,7 +17,7 @@ import pytest
 
 from dlkit.backend.cuda_kernels import KERNELS_DIR
 from tests import test_backend_parity as parity
-from tests.cudaemu import EmulatorUnavailable, KernelError, load
+from tests.cudaemu import EmulatorBuildError, EmulatorUnavailable, KernelError, load
 from tests.cudasim import make_emu_backend
 
 # (id, file, the exact source text, its broken replacement, parity tests that must fail)
@@ -151,3 +151,21 @@ def test_barrier_divergence_is_an_error_not_a_hang(tmp_path: Path, emulator):
                        r"block \(0, 0, 0\).*32 threads wait at __syncthreads\(\), 0 at a warp "
                        r"shuffle and 224 have returned"):
         be.sum(be.array(np.ones(1000, np.float32), np.float32))
+
+
+def test_no_compiler_means_a_skip_reason_not_a_crash(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(EmulatorUnavailable, match=r"\$CXX is 'no-such-compiler', which is not an executable"):
+        load(tmp_path)                      # a fresh key: nothing cached for it
+    monkeypatch.delenv("CXX")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EmulatorUnavailable, match=r"no C\+\+ compiler \(g\+\+, c\+\+ or clang\+\+\) on PATH"):
+        load(tmp_path / "other")
+
+
+def test_a_kernel_that_does_not_build_fails_instead_of_skipping(tmp_path: Path, emulator):
+    broken = tmp_path / "kernels"
+    shutil.copytree(KERNELS_DIR, broken)
+    (broken / "optim.cu").write_text((broken / "optim.cu").read_text().replace("const T mi =", "const T mi"))
+    with pytest.raises(EmulatorBuildError, match=r"the kernels do not build as C\+\+ \(thunks_optim\)"):
+        load(broken)

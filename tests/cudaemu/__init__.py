@@ -14,8 +14,9 @@ checks that nothing else can without a GPU:
 
 It says nothing about speed, and cannot show races that only real parallel execution has.
 
-Use :func:`load` (builds once per source hash into a cache folder, then reuses it); it raises
-:class:`EmulatorUnavailable` with the reason when there is no C++ compiler or the build fails.
+Use :func:`load` (builds once per source hash into a cache folder, then reuses it).  It raises
+:class:`EmulatorUnavailable` when there is no C++ compiler (tests skip, giving the reason) and
+:class:`EmulatorBuildError` when the kernels do not build as C++ (tests fail).
 """
 from __future__ import annotations
 
@@ -44,7 +45,12 @@ CXXFLAGS = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-U_FORTIFY_SOU
 
 
 class EmulatorUnavailable(RuntimeError):
-    """No C++ compiler, or the kernels do not build as C++."""
+    """No C++ compiler: the emulated tests skip with this reason."""
+
+
+class EmulatorBuildError(AssertionError):
+    """The kernels do not build as C++: a test failure, never a skip.  A kernel that uses a
+    CUDA feature cuda_emu.h lacks (atomics, vector types, ...) needs it added there."""
 
 
 class KernelError(AssertionError):
@@ -65,7 +71,14 @@ def thunk_source(stem: str, kernels: dict[str, str]) -> str:
 
 
 def _compiler() -> str:
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    """$CXX, else the first of g++, c++, clang++ on PATH."""
+    wanted = os.environ.get("CXX")
+    if wanted:
+        cxx = shutil.which(wanted)
+        if not cxx:
+            raise EmulatorUnavailable(f"$CXX is {wanted!r}, which is not an executable on PATH")
+        return cxx
+    cxx = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     if not cxx:
         raise EmulatorUnavailable("no C++ compiler (g++, c++ or clang++) on PATH")
     return cxx
@@ -110,7 +123,7 @@ def build(kernels_dir: Path = KERNELS_DIR, stems: Sequence[str] | None = None) -
                 run = subprocess.run([cxx, *flags, "-c", str(src), "-o", str(Path(work) / "o")],
                                      capture_output=True, text=True)
                 if run.returncode != 0:
-                    raise EmulatorUnavailable(f"the kernels do not build as C++ ({name}):\n"
+                    raise EmulatorBuildError(f"the kernels do not build as C++ ({name}):\n"
                                               + run.stderr[-3000:])
                 os.replace(Path(work) / "o", obj)
         return obj
@@ -124,7 +137,7 @@ def build(kernels_dir: Path = KERNELS_DIR, stems: Sequence[str] | None = None) -
             run = subprocess.run([cxx, "-shared", *map(str, objects), "-o", str(tmp)],
                                  capture_output=True, text=True)
             if run.returncode != 0:
-                raise EmulatorUnavailable("linking the CUDA emulator failed:\n" + run.stderr[-3000:])
+                raise EmulatorBuildError("linking the CUDA emulator failed:\n" + run.stderr[-3000:])
             os.replace(tmp, lib)
     return lib
 
@@ -185,7 +198,7 @@ class Emulator:
         return code, err.value.decode(), fault.value or 0
 
 
-_loaded: dict[tuple, Emulator | EmulatorUnavailable] = {}
+_loaded: dict[tuple, Emulator | Exception] = {}
 
 
 def load(kernels_dir: Path = KERNELS_DIR, stems: Sequence[str] | None = None) -> Emulator:
@@ -198,9 +211,9 @@ def load(kernels_dir: Path = KERNELS_DIR, stems: Sequence[str] | None = None) ->
     if found is None:
         try:
             found = Emulator(build(kernels_dir, stems))
-        except EmulatorUnavailable as exc:
+        except (EmulatorUnavailable, EmulatorBuildError) as exc:
             found = exc
         _loaded[key] = found
-    if isinstance(found, EmulatorUnavailable):
+    if isinstance(found, Exception):
         raise found
     return found
