@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import re
 import struct
 import weakref
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from dlkit.backend import cuda as cuda_mod
+from dlkit.backend.cuda_kernels import format_items
+from tests.cudaemu import KernelError, load
 
 # =======================================================================================
 # The simulated driver: device memory is a set of numpy byte buffers, and every kernel is
@@ -128,7 +129,6 @@ class SimDriver:
 
 
 _T = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "u8": np.uint8}
-_FMT = re.compile(r"(\d*)([PqifdB]|s)")
 _UNARY = {"neg": np.negative, "exp": np.exp, "log": np.log, "tanh": np.tanh, "sqrt": np.sqrt,
           "sigmoid": lambda a: (0.5 * (1 + np.tanh(0.5 * a))).astype(a.dtype),
           "relu": lambda a: np.where((a > 0) | np.isnan(a), a, 0).astype(a.dtype)}
@@ -169,7 +169,7 @@ class SimFunction:
         assert len(grid) == 3 and all(isinstance(g, int) and g >= 1 for g in grid)
         assert grid[1] <= 65535 and grid[2] <= 65535 and grid[0] < 2 ** 31
         assert block[1:] == (1, 1) and block[0] % 32 == 0 and 32 <= block[0] <= 1024
-        items = [(int(n) if n else 1, c) for n, c in _FMT.findall(self.fmt)]
+        items = format_items(self.fmt)
         assert len(items) == len(args), f"{self.name}: {len(args)} args for format {self.fmt!r}"
         struct.pack("@" + self.fmt, *args)   # the values fit their C types
         decoded = []
@@ -375,8 +375,6 @@ class EmuFunction(SimFunction):
             raise AssertionError(f"kernels/{stem}.cu has no kernel {name!r}")
 
     def _run(self, grid: tuple, block: tuple, args: tuple, decoded: list) -> None:
-        from tests.cudaemu import KernelError
-
         code, message, fault = self.mem.emu.launch(self.name, grid, block, self.fmt, args)
         if code == 4:
             message += self._where(fault)
@@ -403,8 +401,6 @@ def make_emu_backend(sm_count: int = 4, emulator=None) -> cuda_mod.CudaBackend:
 
     ``emulator``: a tests.cudaemu.Emulator built from other sources (default: kernels/).
     """
-    from tests.cudaemu import load
-
     mem = EmuMemory(emulator or load())
     modules = {stem: EmuModule(mem, stem) for stem in cuda_mod.KERNEL_FILES}
     return cuda_mod.CudaBackend(SimDriver(mem), modules, mem.allocate, sm_count, "emulated", "sm_emu")

@@ -137,7 +137,7 @@ def ptx_params(ptx: str, name: str) -> list[str]:
 
 def format_params(fmt: str) -> list[str]:
     out = []
-    for count, char in re.findall(r"(\d*)([PqifdBs])", fmt):
+    for count, char in cuda_kernels.format_items(fmt):
         out.append(f"{count}s" if char == "s" else "8" if char in "Pq" else char)
     return out
 
@@ -167,3 +167,8 @@ def test_layout_size_matches_common_header():
     header = (KERNELS_DIR / "common.cuh").read_text()
     assert f"#define DLKIT_MAX_DIMS {cuda.MAX_DIMS}" in header
     assert cuda.LAYOUT_FIELDS == 2 + 5 * cuda.MAX_DIMS   # ndim, size, shape[D], strides[4][D]
+
+
+def test_format_items_reads_a_prepared_call_format():
+    assert cuda_kernels.format_items("256sPPqf") == [(256, "s"), (1, "P"), (1, "P"), (1, "q"), (1, "f")]
+    assert cuda_kernels.format_items("") == []

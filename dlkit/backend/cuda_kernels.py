@@ -11,6 +11,7 @@ Plain constants and small functions: no pycuda, no GPU.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,14 @@ INT_UNARY_OPS = ("neg",)
 INT_BINARY_OPS = ("add", "sub", "mul", "maximum")
 REDUCE_OPS = ("sum", "max", "min")
 _LAYOUT = f"{8 * LAYOUT_FIELDS}s"
+_FORMAT_ITEM = re.compile(r"(\d*)([PqifdB]|s)")
+
+
+def format_items(fmt: str) -> list[tuple[int, str]]:
+    """The arguments a prepared-call format describes, as (count, code) pairs: ``"256sPPqf"``
+    gives ``[(256, "s"), (1, "P"), (1, "P"), (1, "q"), (1, "f")]`` (count is the byte length
+    of an ``s`` item, 1 otherwise)."""
+    return [(int(n) if n else 1, c) for n, c in _FORMAT_ITEM.findall(fmt)]
 
 
 def kernel_signatures() -> dict[str, dict[str, str]]:

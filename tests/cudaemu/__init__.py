@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -31,10 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
-from dlkit.backend.cuda_kernels import KERNELS_DIR, kernel_signatures
+from dlkit.backend.cuda_kernels import KERNELS_DIR, format_items, kernel_signatures
 
 HERE = Path(__file__).resolve().parent
-_FORMAT = re.compile(r"(\d*)([PqifdB]|s)")
 _CTYPE = {"q": ctypes.c_longlong, "i": ctypes.c_int, "f": ctypes.c_float,
           "d": ctypes.c_double, "B": ctypes.c_ubyte}
 _ARG_EXPR = {"P": "AnyPtr{{*(void**)a[{i}]}}", "q": "*(long long*)a[{i}]", "i": "*(int*)a[{i}]",
@@ -62,7 +60,7 @@ def thunk_source(stem: str, kernels: dict[str, str]) -> str:
     lines = [f'#include "{stem}.cu"', '#include "registry.h"', "namespace {"]
     for name, fmt in sorted(kernels.items()):
         args = []
-        for i, (_, code) in enumerate(_FORMAT.findall(fmt)):
+        for i, (_, code) in enumerate(format_items(fmt)):
             args.append(_ARG_EXPR[code].format(i=i))
         lines.append(f"void thunk_{name}(void** a) {{ {name}({', '.join(args)}); }}")
         lines.append(f'Registrar reg_{name}("{name}", thunk_{name});')
@@ -175,13 +173,13 @@ class Emulator:
 
         Returns (code, message, fault address); code 0 means the launch ran to the end.
         """
-        items = _FORMAT.findall(fmt)
+        items = format_items(fmt)
         if len(items) != len(args):
             raise TypeError(f"{name}: {len(args)} arguments for format {fmt!r}")
         holders = []
         for (count, code), value in zip(items, args):
             if code == "s":
-                if not isinstance(value, bytes) or len(value) != int(count or 1):
+                if not isinstance(value, bytes) or len(value) != count:
                     raise TypeError(f"{name}: expected {count} bytes, got {value!r:.40}")
                 holders.append(ctypes.create_string_buffer(value, len(value)))
             elif code == "P":
