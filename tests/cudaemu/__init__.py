@@ -87,11 +87,10 @@ def _cache_root() -> Path:
     return Path(root) if root else Path(tempfile.gettempdir()) / f"dlkit-cudaemu-{os.getuid()}"
 
 
-def build(kernels_dir: Path = KERNELS_DIR, stems: Sequence[str] | None = None) -> Path:
+def build(kernels_dir: Path = KERNELS_DIR) -> Path:
     """Compile the emulator and the kernels into one shared library; returns its path.
 
-    ``kernels_dir`` and ``stems`` (which .cu files; all by default) let the tests build
-    deliberately broken copies of a kernel file.  Object files and libraries are cached by
+    ``kernels_dir`` lets the tests build deliberately broken copies of a kernel file.  Object files and libraries are cached by
     the hash of what went into them, so a broken copy of one file recompiles only that file;
     every file is written under a temporary name and renamed, so parallel test workers can
     build at the same time.
@@ -102,9 +101,8 @@ def build(kernels_dir: Path = KERNELS_DIR, stems: Sequence[str] | None = None) -
         base.update(path.name.encode() + path.read_bytes())
     # name -> (the C++ to compile, what else it depends on)
     units = {"runtime": (f'#include "{HERE / "runtime.cpp"}"\n', (HERE / "runtime.cpp").read_text())}
-    for stem, kernels in kernel_signatures().items():
-        if stems is None or stem in stems:   # the thunks #include "<stem>.cu" from kernels_dir
-            units[f"thunks_{stem}"] = (thunk_source(stem, kernels), (kernels_dir / f"{stem}.cu").read_text())
+    for stem, kernels in kernel_signatures().items():   # the thunks #include "<stem>.cu"
+        units[f"thunks_{stem}"] = (thunk_source(stem, kernels), (kernels_dir / f"{stem}.cu").read_text())
     root = _cache_root()
     (root / "obj").mkdir(parents=True, exist_ok=True)
     flags = [*CXXFLAGS, "-I", str(kernels_dir), "-I", str(HERE), "-include", str(HERE / "cuda_emu.h")]
@@ -196,19 +194,19 @@ class Emulator:
         return code, err.value.decode(), fault.value or 0
 
 
-_loaded: dict[tuple, Emulator | Exception] = {}
+_loaded: dict[Path, Emulator | Exception] = {}
 
 
-def load(kernels_dir: Path = KERNELS_DIR, stems: Sequence[str] | None = None) -> Emulator:
+def load(kernels_dir: Path = KERNELS_DIR) -> Emulator:
     """The emulator for ``kernels_dir``, built on first use (cached per process and on disk).
 
     A failed build is remembered too, so a machine without a compiler pays for it once.
     """
-    key = (Path(kernels_dir), None if stems is None else tuple(sorted(stems)))
+    key = Path(kernels_dir)
     found = _loaded.get(key)
     if found is None:
         try:
-            found = Emulator(build(kernels_dir, stems))
+            found = Emulator(build(kernels_dir))
         except (EmulatorUnavailable, EmulatorBuildError) as exc:
             found = exc
         _loaded[key] = found
