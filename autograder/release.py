@@ -222,18 +222,24 @@ def strip_withheld_regions(source: str, what: str = "source") -> tuple[str, list
     """Drop the lines between ``# BEGIN WITHHELD`` and ``# END WITHHELD`` (``//`` in CUDA), markers
     included.  Returns the new text and the names defined in the dropped lines."""
     out, names, inside = [], [], None
+    defs: list[tuple[int, str]] = []  # (indent, name) of the Python definitions in this region
     for i, line in enumerate(source.splitlines(keepends=True), 1):
         m = _REGION.match(line)
         if m and m.group(2) == "BEGIN":
             if inside is not None:
                 raise ValueError(f"{what}:{i}: BEGIN WITHHELD inside the region opened on line {inside}")
-            inside = i
+            inside, defs = i, []
         elif m:
             if inside is None:
                 raise ValueError(f"{what}:{i}: END WITHHELD without BEGIN WITHHELD")
+            if defs:  # the region's outermost definitions, not the methods inside a class
+                top = min(d for d, _ in defs)
+                names += [n for d, n in defs if d == top]
             inside = None
         elif inside is not None:
-            names += re.findall(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", line)
+            d = re.match(r"^(\s*)(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", line)
+            if d:
+                defs.append((len(d.group(1)), d.group(2)))
             names += [n.rstrip("_") for n in re.findall(r"__(?:global|device)__\s+\w+\s+([A-Za-z_]\w*?)(?:##\w+)?\(",
                                                          line)]
         else:
@@ -520,7 +526,7 @@ def scan_kit(kit: str | os.PathLike) -> list[str]:
     kdir = kit / "kernels"
     for path in sorted(kdir.glob("*")) if kdir.is_dir() else []:
         text = path.read_text(encoding="utf-8")
-        for name in sorted(names):
+        for name in sorted(n for n in names if origin[n].startswith("kernels/") or "." in origin[n]):
             if re.search(rf"\b{re.escape(name)}(_|\b)", text):
                 problems.append(f"kernels/{path.name}: has withheld kernel code {name} ({origin[name]})")
     return problems

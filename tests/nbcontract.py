@@ -160,3 +160,15 @@ def stub_graded_dlkit(monkeypatch, tmp_path=None) -> None:
             owner = getattr(owner, name)
         original = vars(owner)[parts[-1]]
         monkeypatch.setattr(owner, parts[-1], forwarding_stub(original, assignment, piece))
+
+
+def publish_packs(monkeypatch, folder, ids=None) -> Path:
+    """The state "solution packs published": write the packs of ``ids`` (default: every assignment)
+    with ``autograder.release.write_packs`` into ``folder`` and point ``DLKIT_PACKS`` at it."""
+    from autograder.release import write_packs
+
+    folder = Path(folder)
+    write_packs(folder, ids)
+    monkeypatch.setenv("DLKIT_PACKS", str(folder))
+    student.reset()
+    return folder
