@@ -207,12 +207,10 @@ def _stub_lines(node: ast.AST, assignment: str, piece: str, indent: str) -> str:
         params, call = _new_signature(init)
         return (note + f"{indent}__dlkit_stub__ = True\n\n"
                 f"{indent}def __new__({params}):\n"
-                f"{indent}    from dlkit.student import new_piece as _dlkit_resolve\n"
-                f"{indent}    return _dlkit_resolve(cls, {assignment!r}, {piece!r})({call})\n")
+                f"{indent}    return _dlkit_new_piece(cls, {assignment!r}, {piece!r})({call})\n")
     if isinstance(node, ast.AsyncFunctionDef):
         raise ValueError(f"line {node.lineno}: an async function cannot be a graded piece")
-    return (note + f"{indent}from dlkit.student import resolve as _dlkit_resolve\n"
-            f"{indent}return _dlkit_resolve({assignment!r}, {piece!r})({_forward(node.args)})\n")
+    return (note + f"{indent}return _dlkit_resolve({assignment!r}, {piece!r})({_forward(node.args)})\n")
 
 
 _REGION = re.compile(r"^[ \t]*(#|//)[ \t]*(BEGIN|END) WITHHELD\b")
@@ -272,10 +270,30 @@ def stub_graded_source(source: str, module: str = "dlkit") -> tuple[str, list[st
     for start, end, stub, name in sorted(edits, reverse=True):
         lines[start:end] = [stub]
         names.append(name)
+    if edits:
+        at = _import_line(tree)
+        lines[at:at] = [_STUB_IMPORT]
     new = "".join(lines)
     tree = ast.parse(new)  # the edition must still be valid Python
     _check_no_subclass_of_stub(tree, module)
     return new, sorted(names)
+
+
+#: The one import a module with stand-ins gets (at module level: an import inside every call costs
+#: microseconds).  dlkit.student imports nothing of dlkit at import time, so no import cycle.
+_STUB_IMPORT = ("from dlkit.student import new_piece as _dlkit_new_piece, resolve as _dlkit_resolve  "
+                "# student kit: graded pieces forward to the student's\n")
+
+
+def _import_line(tree: ast.Module) -> int:
+    """0-based line before the first statement that is not the docstring or a __future__ import."""
+    for i, stmt in enumerate(tree.body):
+        if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            continue
+        return min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])]) - 1
+    return len(tree.body) and tree.body[-1].end_lineno
 
 
 def _drop_withheld(source: str, module: str) -> tuple[str, list[str]]:
