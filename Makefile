@@ -4,6 +4,7 @@
 #   make release  student edition in release/ (nbgrader generate_assignment + stubbed dlkit)
 #   make grade    ASSIGNMENT=03_optimization: grade nbgrader's submitted/ tree in the sandbox
 #   make bench    print the benchmark figures (see benchmarks/RESULTS.md)
+#   make gpu-prep download what a lent GPU machine needs into .gpu/ (then: benchmarks/gpu_check.sh)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,10 +17,10 @@ WORKERS ?= 2
 # nbgrader runs tools it installed (alembic) by name: the venv's bin/ must be on PATH
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: lab test test-lib test-notebooks release grade bench clean help
+.PHONY: lab test test-lib test-notebooks release grade bench gpu-prep clean help
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,8p' Makefile
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dlkit needs Python >= 3.10, found " + sys.version.split()[0])'
@@ -65,6 +66,10 @@ grade: $(VENV)/.installed-base
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py
+
+# Only the package registry is needed, not the venv: pip downloads for the device's Python 3.12.
+gpu-prep:
+	$(PYTHON) benchmarks/gpu_prep.py --out .gpu
 
 clean:
 	rm -rf $(VENV) release .pytest_cache .hypothesis
