@@ -68,8 +68,9 @@ bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py
 
 # Only the package registry is needed, not the venv: pip downloads for the device's Python 3.12.
+GPU_PREP ?= .gpu
 gpu-prep:
-	$(PYTHON) benchmarks/gpu_prep.py --out .gpu
+	$(PYTHON) benchmarks/gpu_prep.py --out $(GPU_PREP)
 
 clean:
 	rm -rf $(VENV) release .pytest_cache .hypothesis

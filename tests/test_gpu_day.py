@@ -127,8 +127,8 @@ def test_sanitizer_driver_launches_every_kernel(monkeypatch):
 
 
 def test_gpu_prep_downloads_what_the_device_needs(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_prep.py"), "--out",
-                           str(tmp_path / "gpu")], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(["make", "-C", str(ROOT), "gpu-prep", f"PYTHON={sys.executable}",
+                           f"GPU_PREP={tmp_path / 'gpu'}"], capture_output=True, text=True, timeout=600)
     if done.returncode and any(s in done.stdout + done.stderr for s in
                                ("NewConnectionError", "Temporary failure in name resolution",
                                 "Network is unreachable", "ConnectTimeout")):
