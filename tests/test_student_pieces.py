@@ -426,3 +426,12 @@ def test_graded_marks_functions_methods_and_classes():
     with pytest.raises(TypeError):
         _graded.graded("91_x", "not an identifier")
     assert dlkit.student is student
+
+
+def test_a_test_cell_that_needs_another_unfinished_piece_says_so(kit, tmp_path):
+    tests = dict(TESTS, scale="import dlkit.demo_kit\nassert dlkit.demo_kit.Op().gradient(2) == 6\n"
+                              "assert scale(3) == 6\ndlkit.student.plug('scale', scale)\n")
+    write_notebook(tmp_path / "notebooks", dict(ANSWERS, op_gradient=student.CODE_STUB + "\n"), tests)
+    with pytest.raises(student.PieceNotDone, match="test_scale .* needs op_gradient of 90_demo first") as info:
+        kit.scale(1)
+    assert (info.value.assignment, info.value.piece) == (ID, "scale")
