@@ -405,6 +405,10 @@ def _student_error_text(err: dict, stdout: str = "") -> str:
     return text
 
 
+class SubmissionBudgetExhausted(api.StudentTimeout):
+    """The whole submission's time budget (``Limits.submission_s``) is used up."""
+
+
 class _Clock:
     """Seconds a check (or the loading of one answer cell) has spent waiting on the sandbox.
 
@@ -548,8 +552,8 @@ class Submission:
         if clock.left() <= 0:
             raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.timeout:g} s) is used up")
         if self.budget_left() <= 0:
-            raise api.StudentTimeout(f"{what} was not run: the time budget of the whole submission "
-                                     f"({self.limits.submission_s:g} s) is used up")
+            raise SubmissionBudgetExhausted(f"{what} was not run: the time budget of the whole "
+                                            f"submission ({self.limits.submission_s:g} s) is used up")
         sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
         budget = clock.left()
         if self.timed_out.intersection(cells):
@@ -564,7 +568,7 @@ class Submission:
         except WorkerTimeout:
             self.discard_sandbox()
             if by_submission:
-                raise api.StudentTimeout(
+                raise SubmissionBudgetExhausted(
                     f"{what} did not finish before the time budget of the whole submission "
                     f"({self.limits.submission_s:g} s) ran out") from None
             self.timed_out.update(cells)
@@ -605,6 +609,8 @@ class Submission:
             try:
                 reply, _ = self._request({"op": "exec", "cells": [self.cell_message(gid)]}, [],
                                          _Clock(timeout), f"running your answer cell {gid!r}", [gid])
+            except SubmissionBudgetExhausted:
+                raise                          # not the cell's fault: nothing to remember
             except (api.StudentTimeout, api.StudentCrash) as exc:
                 self.load_failures[gid] = str(exc)
                 raise
