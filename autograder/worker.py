@@ -609,7 +609,7 @@ def setup_sandbox(cfg: dict) -> dict:
         reads = list(cfg["sys_path"]) + ["/dev/null", "/dev/zero", "/dev/urandom"]
         reads += cfg.get("extra_read", [])
         try:
-            report["landlock"] = _landlock(libc, reads, [scratch, "/tmp"] if cfg.get("toolchain") else [scratch])
+            report["landlock"] = _landlock(libc, reads, [scratch])   # never the host /tmp
             if "TCP denied" in report["landlock"] and not ns:
                 report["network"] = "TCP blocked by Landlock (other protocols NOT isolated)"
             if report["landlock"].startswith("on"):

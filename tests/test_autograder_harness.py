@@ -515,10 +515,16 @@ def test_memory_budget_holds_for_the_whole_tree() -> None:
         assert held is None or held < 3, sb.isolation
 
 
-def test_contract_c_toolchain_and_read_only_dirs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["auto", "landlock", "bwrap"])
+def test_contract_c_toolchain_and_read_only_dirs(tmp_path: Path, mode: str) -> None:
+    """Code inside the sandbox compiles and runs C++ with the toolchain mounted read-only, and
+    reads (never writes) an extra read-only directory, in every isolation mode."""
     import shutil
+    from autograder.sandbox import bwrap_path
     if shutil.which("g++") is None:
         pytest.skip("no g++ on this machine")
+    if mode == "bwrap" and bwrap_path() is None:
+        pytest.skip("bwrap not installed")
     packs = tmp_path / "packs"
     packs.mkdir()
     (packs / "00_x.py").write_text("VALUE = 7\n")
@@ -531,7 +537,7 @@ def test_contract_c_toolchain_and_read_only_dirs(tmp_path: Path) -> None:
            "    except OSError:\n        wrote = False\n"
            "    return [run.stdout, open(os.path.join(packs, '00_x.py')).read(), wrote, os.environ.get('DLKIT_PACKS')]\n")
     code = "#include <cstdio>\nint main() { std::printf(\"%d\\n\", 6 * 7); }\n"
-    with Sandbox(None, toolchain=True, ro_dirs={"/opt/packs": str(packs)},
+    with Sandbox(None, toolchain=True, ro_dirs={"/opt/packs": str(packs)}, mode=mode,
                  env={"DLKIT_PACKS": "/opt/packs"}) as sb:
         reply, value = _call(sb, src, "build", code, sb.path_inside("/opt/packs"), timeout=60)
         assert reply["ok"], reply
