@@ -361,6 +361,7 @@ class Sandbox:
     """
 
     _counter = 0
+    _bwrap_failed: str | None = None     # why bwrap could not start in this process (auto mode)
 
     def __init__(self, student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
                  *, isolate: bool = True, namespaces: bool = True, mode: str = "auto",
@@ -409,7 +410,7 @@ class Sandbox:
             return "bwrap"
         if os.geteuid() == 0:
             return "namespaces"
-        return "bwrap" if bwrap_path() else "landlock"
+        return "bwrap" if bwrap_path() and not Sandbox._bwrap_failed else "landlock"
 
     def path_inside(self, inside: str) -> str:
         """Where ``ro_dirs[inside]`` is visible to the sandbox (its host path in the Landlock mode)."""
@@ -578,9 +579,26 @@ class Sandbox:
         os.set_blocking(from_r, False)
 
     def wait_ready(self) -> dict[str, Any]:
-        """Wait for the worker's first message (its isolation report)."""
+        """Wait for the worker's first message (its isolation report).
+
+        In the ``auto`` mode a bwrap that cannot start (user namespaces refused, e.g. by a
+        container's seccomp policy) falls back to Landlock; the report says why, and later
+        sandboxes of this process go straight to Landlock."""
         if self.ready:
             return self.isolation
+        try:
+            return self._wait_ready()
+        except SandboxStartError as exc:
+            if not (self.mode == "auto" and self._launch_mode == "bwrap"):
+                raise
+            Sandbox._bwrap_failed = str(exc).splitlines()[-1][:300] if str(exc) else "did not start"
+            self.proc = None
+            self.launch()
+            report = self._wait_ready()
+            report["bwrap"] = f"failed, fell back to {report.get('isolation')}: {Sandbox._bwrap_failed}"
+            return report
+
+    def _wait_ready(self) -> dict[str, Any]:
         try:
             hello, _ = self._read_frame(time.monotonic() + self.limits.start_timeout_s)
         except SandboxError as exc:

@@ -567,8 +567,11 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from autograder.sandbox import Sandbox
 out = {}
-for mode in ("auto", "landlock"):
-    with Sandbox(None, mode=mode) as sb:
+import os
+for mode in ("auto", "landlock", "broken_bwrap"):
+    if mode == "broken_bwrap":     # a bwrap that cannot start (e.g. user namespaces refused)
+        os.environ["DLKIT_BWRAP"] = "/bin/false"
+    with Sandbox(None, mode="auto" if mode == "broken_bwrap" else mode) as sb:
         deadline = time.monotonic() + 30
         src = ("def probe(repo):\n    import os\n"
                "    try:\n        open(repo).read(1)\n        repo_read = True\n    except OSError:\n        repo_read = False\n"
@@ -625,5 +628,7 @@ def test_grader_run_as_an_unprivileged_user(tmp_path: Path) -> None:
     assert landlock["isolation"]["pids"] == "host PIDs visible"
     if landlock["isolation"]["isolation"] == "landlock":
         assert not landlock["probe"]["repo_read"]
+    broken = out["broken_bwrap"]["isolation"]     # falls back, and says so
+    assert broken["isolation"] == "landlock" and broken["bwrap"].startswith("failed"), broken
     for r in (auto, landlock):     # never claims a memory cgroup nobody may create
         assert r["isolation"]["memory"].startswith("no memory cgroup"), r
