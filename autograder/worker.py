@@ -7,20 +7,36 @@ The trusted side also imports this module as ``autograder.worker`` for the wire 
 (:func:`read_frame`, :func:`write_frame`, :func:`encode`, :func:`decode`), so both ends share one
 codec.
 
-Start-up, while still privileged (see ``autograder/sandbox.py`` for what the config holds):
+Start-up, while still privileged (see ``autograder/sandbox.py`` for what the config holds and
+for the isolation modes):
 
-1. new mount / network / IPC / UTS namespaces (``unshare``); the filesystem is rebuilt on a
-   private tmpfs holding only read-only bind mounts of the Python runtime, the few packages the
-   student edition needs, ``/dev/null`` & co and a writable scratch ``/work``; ``pivot_root`` to
-   it and detach the old root, so hidden checks, reference notebooks, the gradebook and other
-   submissions do not exist in the worker's world;
+1. ``namespaces`` mode (root): new mount / PID / network / IPC / UTS namespaces (``unshare``),
+   then a fork: the child goes on as PID 1 of the new PID namespace, the parent only waits and
+   exits like it; the filesystem is rebuilt on a private tmpfs holding only read-only bind
+   mounts of the Python runtime, the few packages the student edition needs (plus the
+   toolchain and extra read-only directories of contract C when asked), ``/dev/null`` & co,
+   a fresh ``/proc`` of the sandbox's own PIDs, and tmpfs ``/work`` (scratch) and ``/tmp``;
+   ``pivot_root`` to it and detach the old root, so hidden checks, reference notebooks, the
+   gradebook and other submissions do not exist in the worker's world.  ``bwrap`` mode:
+   bubblewrap built the same world (through a user namespace) before this process started;
 2. drop to an unprivileged, per-sandbox uid/gid with no supplementary groups and
    ``PR_SET_NO_NEW_PRIVS``;
-3. ``resource`` limits (CPU time, address space, processes, file size, open files, core);
-4. Landlock (when the kernel has it): reads only below the allowed paths, writes only in scratch.
+3. ``resource`` limits (CPU time, address space, processes, file size, open files, core); the
+   address space per process is the whole budget when a memory cgroup bounds the tree, else
+   the budget divided by the processes allowed;
+4. Landlock (``landlock`` mode, when the kernel has it): reads only below the allowed paths,
+   writes only in scratch.
 
-Each step degrades gracefully when the OS refuses it; what was achieved is reported to the
-trusted side in the first message (``isolation``).
+Each step degrades gracefully when the OS refuses it; what was achieved is verified from inside
+(the grader's PID is not visible, only loopback exists, the grader's files are absent, no
+capabilities) and reported to the trusted side in the first message (``isolation``), whose
+``"isolation"`` key names the mode actually achieved.
+
+Imports policies (contract B): an ``exec`` request's cells may carry ``policy`` and
+``allowed_imports``; cells of one policy share one globals dict whose ``__builtins__`` has an
+``__import__`` allowing only those top-level modules (``ImportPolicyError`` naming the cell and
+the policy otherwise) and no ``dlkit`` unless allowed.  This catches honest mistakes and casual
+shortcuts; it is not a security boundary (the sandbox is).
 
 Wire format (both directions): a frame is ``u32 json_len | JSON | blob_0 | blob_1 | ...``
 (big-endian); the JSON object lists the blob lengths in ``"_blobs"``.  Values are JSON with tagged
