@@ -121,6 +121,7 @@ class Limits:
     output_tail_kb: int = 8     # raw stdout/stderr tail kept for crash reports
     submission_s: float = 60.0  # wall budget of one submission's whole grading (harness)
     toolchain: bool = False     # contract C: mount the C/C++ (and CUDA) toolchain read-only
+    gpu: bool = False           # contract C: bind the NVIDIA device nodes (+ /proc/driver/nvidia)
     ro_dirs: tuple = ()         # contract C: ((path inside, host directory), ...) bound read-only
     env: tuple = ()             # contract C: ((name, value), ...) added to the sandbox environment
 
@@ -150,6 +151,12 @@ def toolchain_dirs() -> list[str]:
                 if p not in found:
                     found.append(p)
     return found
+
+
+def gpu_device_nodes() -> list[str]:
+    """The NVIDIA device nodes a ``gpu=True`` sandbox binds (nothing where there are none)."""
+    import glob
+    return sorted(p for p in glob.glob("/dev/nvidia*") if not os.path.isdir(p))
 
 
 def bwrap_path() -> str | None:
@@ -366,7 +373,7 @@ class Sandbox:
     def __init__(self, student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
                  *, isolate: bool = True, namespaces: bool = True, mode: str = "auto",
                  toolchain: bool = False, ro_dirs: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, gpu: bool = False) -> None:
         self.student_dlkit = None if student_dlkit is None else str(Path(student_dlkit).resolve())
         self.limits = limits or Limits()
         if mode not in MODES:
@@ -379,6 +386,7 @@ class Sandbox:
         self.isolate = mode != "none"
         self.namespaces = mode in ("auto", "namespaces", "bwrap")
         self.toolchain = bool(toolchain or self.limits.toolchain)
+        self.gpu = bool(gpu or self.limits.gpu)
         self.ro_dirs: dict[str, str] = dict(self.limits.ro_dirs)
         self.ro_dirs.update(ro_dirs or {})
         for inside in self.ro_dirs:
@@ -474,6 +482,13 @@ class Sandbox:
                     extra_read.append(d)
             cuda_bin = "/usr/local/cuda/bin"
             env["PATH"] = (f"{cuda_bin}:" if os.path.isdir(cuda_bin) else "") + "/usr/local/bin:/usr/bin:/bin"
+        late_binds: list[tuple[str, str]] = []     # bound after /proc is mounted
+        devices: list[str] = []
+        if self.gpu:   # NOT yet exercised on a GPU machine by the sandbox's own tests
+            devices = gpu_device_nodes()
+            ro_binds += [(d, d) for d in devices]
+            if os.path.isdir("/proc/driver/nvidia"):
+                late_binds.append(("/proc/driver/nvidia", "/proc/driver/nvidia"))
         for inside, host in sorted(self.ro_dirs.items()):
             real = str(Path(host).resolve())
             if not os.path.isdir(real):
@@ -493,6 +508,7 @@ class Sandbox:
             "max_elements": self.limits.max_elements, "toolchain": self.toolchain,
             "grader_pid": os.getpid(), "hidden_probe": self._tmp,
             "processes": self._processes(), "memory_cgroup": None,
+            "late_binds": late_binds, "devices": devices,
         }
 
     def _processes(self) -> int:
@@ -516,8 +532,12 @@ class Sandbox:
         size = str(self.limits.tmpfs_mb << 20)
         argv += ["--dev", "/dev", "--proc", "/proc",
                  "--size", size, "--perms", "0700", "--tmpfs", "/work",
-                 "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
-                 "--remount-ro", "/", "--chdir", "/work", "--clearenv"]
+                 "--size", size, "--perms", "1777", "--tmpfs", "/tmp"]
+        for dev in cfg["devices"]:
+            argv += ["--dev-bind", dev, dev]
+        for src, dst in cfg["late_binds"]:
+            argv += ["--ro-bind", src, dst]
+        argv += ["--remount-ro", "/", "--chdir", "/work", "--clearenv"]
         return argv + ["--", real_python]
 
     def start(self) -> dict[str, Any]:

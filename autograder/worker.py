@@ -330,6 +330,9 @@ def _build_root(libc: Any, cfg: dict, uid: int) -> None:
         os.chmod(root + d, mode)
     os.makedirs(root + "/proc", exist_ok=True)   # this PID namespace's processes only
     _mount(libc, "proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for src, dst in cfg.get("late_binds", []):   # e.g. /proc/driver/nvidia (gpu=True)
+        _mount(libc, src, root + dst, None, MS_BIND | MS_REC)
+        _mount(libc, None, root + dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir(root)
     import platform
     nr = SYS_PIVOT_ROOT.get(platform.machine())
@@ -625,7 +628,7 @@ def setup_sandbox(cfg: dict) -> dict:
         reads = list(cfg["sys_path"]) + ["/dev/null", "/dev/zero", "/dev/urandom"]
         reads += cfg.get("extra_read", [])
         try:
-            report["landlock"] = _landlock(libc, reads, [scratch])   # never the host /tmp
+            report["landlock"] = _landlock(libc, reads, [scratch] + list(cfg.get("devices", [])))
             if "TCP denied" in report["landlock"] and not ns:
                 report["network"] = "TCP blocked by Landlock (other protocols NOT isolated)"
             if report["landlock"].startswith("on"):
