@@ -586,21 +586,30 @@ print(json.dumps(out))
 '''
 
 
-def test_grader_run_as_an_unprivileged_user(tmp_path: Path) -> None:
+@pytest.fixture
+def request_cleanup() -> list[Path]:
+    import shutil
+    folders: list[Path] = []
+    yield folders
+    for f in folders:
+        shutil.rmtree(f, ignore_errors=True)
+
+
+def test_grader_run_as_an_unprivileged_user(request_cleanup: list[Path]) -> None:
     """The grader as `nobody` (no root, no capabilities): bwrap gives full isolation through a user
     namespace when installed, and the Landlock fallback says exactly what it gives."""
     import shutil
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
         pytest.skip("needs root to set up a `nobody` grader (unshare, setpriv)")
     from autograder.sandbox import bwrap_path
+    import tempfile
+    # a folder `nobody` can read (pytest's own tmp folders are private to root)
+    tmp_path = Path(tempfile.mkdtemp(prefix="dlkit-unpriv-", dir="/tmp"))
+    request_cleanup.append(tmp_path)
+    tmp_path.chmod(0o755)
     script = tmp_path / "unpriv.py"
     script.write_text(UNPRIVILEGED)
     script.chmod(0o644)
-    tmp_path.chmod(0o755)
-    for p in tmp_path.parents:
-        if str(p) in ("/", "/tmp"):
-            break
-        p.chmod(p.stat().st_mode | 0o055)
     # The runtime may live under /root (pyenv): show it to `nobody` through a private mount namespace.
     prefix = sys.base_prefix
     keep = tmp_path / "keep"
