@@ -46,8 +46,10 @@ Contract C (used by the CUDA grading and the solution packs):
 ``Sandbox(kit, limits, ro_dirs={"/opt/packs": host_dir}, env={"DLKIT_PACKS": "/opt/packs"})``
     (or ``Limits(ro_dirs=(("/opt/packs", host_dir),), env=(("DLKIT_PACKS", "/opt/packs"),))``)
     binds extra host directories read-only at the given absolute paths inside (readable only,
-    in the Landlock mode, at their HOST path: use :meth:`Sandbox.path_inside` to learn where)
-    and adds environment variables.
+    in the Landlock mode, at their HOST path: :meth:`Sandbox.path_inside` says where, and
+    ``env`` values naming an ``ro_dirs`` path are rewritten to it) and adds environment
+    variables.  ``gpu=True`` (or ``Limits(gpu=True)``) also binds the NVIDIA device nodes and
+    ``/proc/driver/nvidia``.
 
 Nothing read from the worker is trusted: frames are length-checked before allocation, values are
 decoded by :func:`autograder.worker.decode` (no pickle, plain ndarray only).
@@ -495,7 +497,13 @@ class Sandbox:
                 raise SandboxStartError(f"ro_dirs: {host} is not a directory")
             ro_binds.append((real, inside))
             extra_read.append(real)
-        env.update(self.extra_env)
+        extra_env = dict(self.extra_env)
+        if launch_mode not in ("namespaces", "bwrap"):   # no private root: ro_dirs keep their host path
+            for k, v in extra_env.items():
+                for inside, host in self.ro_dirs.items():
+                    if v == inside or v.startswith(inside.rstrip("/") + "/"):
+                        extra_env[k] = str(Path(host).resolve()) + v[len(inside.rstrip("/")):]
+        env.update(extra_env)
         lim = asdict(self.limits)
         lim["ro_dirs"], lim["env"] = [], []
         return {

@@ -541,7 +541,7 @@ def test_contract_c_toolchain_and_read_only_dirs(tmp_path: Path, mode: str) -> N
                  env={"DLKIT_PACKS": "/opt/packs"}) as sb:
         reply, value = _call(sb, src, "build", code, sb.path_inside("/opt/packs"), timeout=60)
         assert reply["ok"], reply
-        assert value == ["42\n", "VALUE = 7\n", False, "/opt/packs"], value
+        assert value == ["42\n", "VALUE = 7\n", False, sb.path_inside("/opt/packs")], value
         assert sb.isolation["processes"] >= 4
     assert not (packs / "new.py").exists()
 
