@@ -378,15 +378,13 @@ def test_student_style_subclass_trains():
 
 # -- the fused fast path equals the readable step -------------------------------------------------
 
-FUSED = {
-    "sgd": lambda ps, f: optim.SGD(ps, lr=0.1, fused=f),
-    "sgd_momentum": lambda ps, f: optim.SGD(ps, lr=0.1, momentum=0.9, fused=f),
-    "sgd_dampening_wd": lambda ps, f: optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.5, weight_decay=0.1, fused=f),
-    "sgd_nesterov_wd": lambda ps, f: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01, fused=f),
-    "adam": lambda ps, f: optim.Adam(ps, lr=0.1, fused=f),
-    "adam_wd": lambda ps, f: optim.Adam(ps, lr=0.1, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.1, fused=f),
-    "adamw": lambda ps, f: optim.AdamW(ps, lr=0.1, weight_decay=0.1, fused=f),
-}
+def _fused(opt, fused):
+    opt.fused = fused
+    return opt
+
+
+FUSED = {name: (lambda ps, f, name=name: _fused(CONFIGS[name](ps), f))
+         for name in ("sgd", "sgd_momentum", "sgd_dampening_wd", "sgd_nesterov_wd", "adam", "adam_wd", "adamw")}
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -404,7 +402,8 @@ def test_fused_and_readable_keep_the_same_state():
     states = []
     for fused in (False, True):
         p = _param()
-        opt = optim.Adam([p], lr=0.1, weight_decay=0.1, fused=fused)
+        opt = optim.Adam([p], lr=0.1, weight_decay=0.1)
+        opt.fused = fused
         for _ in range(3):
             p.grad = dlkit.tensor(C * p.numpy() + D, dtype="float64")
             opt.step()
@@ -415,11 +414,17 @@ def test_fused_and_readable_keep_the_same_state():
         np.testing.assert_allclose(states[1][k], states[0][k], rtol=1e-13)
 
 
-def test_fused_is_an_option_not_a_hyperparameter():
-    opt = optim.Adam([_param()], fused=True)
-    assert opt.fused and "fused" not in opt.state_dict()["hyperparameters"]
+def test_fused_is_an_attribute_not_a_constructor_argument():
+    # the constructors are the students' contract (the student kit has no fused path)
+    import inspect
+    for name in ("SGD", "Adam", "AdamW"):
+        assert "fused" not in inspect.signature(getattr(optim, name)).parameters
+        assert getattr(optim, name).fused is False
+    opt = optim.Adam([_param()])
+    opt.fused = True
+    assert "fused" not in opt.state_dict()["hyperparameters"]
     with pytest.raises(TypeError):
-        optim.RMSprop([_param()], fused=True)        # only SGD / Adam / AdamW have a fused kernel
+        optim.Adam([_param()], fused=True)
 
 
 # -- PyTorch's state keys, skipped parameters, no graph ---------------------------------------------
@@ -509,3 +514,20 @@ def test_the_package_is_split_by_role():
     for name in ("SGD", "Adam", "RMSprop", "Adagrad", "Momentum", "Nesterov"):
         src = inspect.getsource(getattr(optim, name))
         assert "backend." not in src and "_array" not in src, name
+
+
+@pytest.mark.parametrize("name, kernel", [("sgd_momentum", "sgd_step"), ("adam", "adam_step"), ("adamw", "adam_step")])
+def test_fused_flag_selects_the_backend_kernel_and_the_readable_path_uses_none(name, kernel, monkeypatch):
+    calls = []
+    backend = type(_param().backend)
+    original = getattr(backend, kernel)
+
+    def counting(self, *args, **kwargs):
+        calls.append(kernel)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(backend, kernel, counting)
+    _trajectory(lambda ps: FUSED[name](ps, False), steps=2)
+    assert calls == []
+    _trajectory(lambda ps: FUSED[name](ps, True), steps=2)
+    assert calls == [kernel, kernel]

@@ -1,9 +1,11 @@
 """PyTorch's optimizers: same names, arguments, state keys and numerics as ``torch.optim``.
 
 Each ``step()`` is written with plain Tensor arithmetic, one parameter at a time (PyTorch's
-``_single_tensor_*`` form).  ``SGD`` and ``Adam`` / ``AdamW`` also take ``fused=True``: the whole
-update of one parameter then runs as one backend kernel (``backend.sgd_step`` / ``adam_step``,
-PyTorch's ``fused=``), with the same state; ``tests/test_optim.py`` proves both paths equal.
+``_single_tensor_*`` form).  ``SGD`` and ``Adam`` / ``AdamW`` also have a fast path, chosen by
+setting ``opt.fused = True`` after construction (PyTorch's ``fused=True``): the whole update of
+one parameter then runs as one backend kernel (``backend.sgd_step`` / ``adam_step``) with the
+same state; ``tests/test_optim.py`` proves both paths equal.  (An attribute, not a constructor
+argument: the constructors are the students' contract, and the student kit has no fused path.)
 
 Conventions: ``weight_decay`` is coupled L2 (g ← g + λθ, so Adam rescales it) everywhere except
 :class:`AdamW`, which decays decoupled (θ ← θ(1 − lr·λ) before the Adam step).  ``eps`` is added
@@ -30,8 +32,10 @@ class SGD(Optimizer):
     θ ← θ − lr·d.  State per parameter: ``momentum_buffer`` b (only when μ ≠ 0).
     """
 
+    fused = False  # True: one backend kernel per parameter (dlkit.optim.fused)
+
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, fused: bool = False) -> None:
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
         lr = check_lr(lr)
         momentum = check_nonneg("momentum", momentum)
         dampening = check_any("dampening", dampening)
@@ -40,7 +44,6 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov=True requires momentum > 0 and dampening = 0")
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=bool(nesterov))
-        self.fused = bool(fused)
 
     def step(self) -> None:
         if self.fused:
@@ -73,10 +76,10 @@ class Adam(Optimizer):
     """
 
     decoupled = False  # AdamW: θ ← θ(1 − lr·λ), and the gradient is used as it is
+    fused = False      # True: one backend kernel per parameter (dlkit.optim.fused)
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, bias_correction: bool = True, *,
-                 fused: bool = False) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0, bias_correction: bool = True) -> None:
         lr = check_lr(lr)
         if len(tuple(betas)) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -84,7 +87,6 @@ class Adam(Optimizer):
         super().__init__(params, lr=lr, betas=betas, eps=check_nonneg("eps", eps),
                          weight_decay=check_nonneg("weight_decay", weight_decay),
                          bias_correction=bool(bias_correction))
-        self.fused = bool(fused)
 
     def step(self) -> None:
         if self.fused:
@@ -124,10 +126,9 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2, bias_correction: bool = True, *,
-                 fused: bool = False) -> None:
+                 eps: float = 1e-8, weight_decay: float = 1e-2, bias_correction: bool = True) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         bias_correction=bias_correction, fused=fused)
+                         bias_correction=bias_correction)
 
 
 @graded("03_optimization", "RMSprop")
