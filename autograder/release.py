@@ -34,8 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 KIT_FILES = ("pyproject.toml", "environment.yml", "README.md")
-#: kernels/ files the student kit leaves out as a whole (fused optimizer steps).
-WITHHELD_KERNEL_FILES = ("optim.cu",)
+#: Files the student kit leaves out as a whole (paths in the repository; absent ones are ignored):
+#: the fused optimizer steps, on the device and in the optimizers' fast path.
+WITHHELD_FILES = ("kernels/optim.cu", "dlkit/optim/fused.py")
+WITHHELD_KERNEL_FILES = tuple(f.split("/", 1)[1] for f in WITHHELD_FILES if f.startswith("kernels/"))
 
 STUDENT_MAKEFILE = """\
 # Student edition of the dlkit course. `make lab` sets everything up and opens JupyterLab.
@@ -231,8 +233,9 @@ def strip_withheld_regions(source: str, what: str = "source") -> tuple[str, list
                 raise ValueError(f"{what}:{i}: END WITHHELD without BEGIN WITHHELD")
             inside = None
         elif inside is not None:
-            names += re.findall(r"\b(?:def|class)\s+([A-Za-z_]\w*)", line)
-            names += re.findall(r"__global__\s+void\s+([A-Za-z_]\w*)", line)
+            names += re.findall(r"^\s*(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)", line)
+            names += [n.rstrip("_") for n in re.findall(r"__(?:global|device)__\s+\w+\s+([A-Za-z_]\w*?)(?:##\w+)?\(",
+                                                         line)]
         else:
             out.append(line)
     if inside is not None:
@@ -324,6 +327,9 @@ def student_dlkit(dest: str | os.PathLike, packs_before: str | None = None) -> P
         shutil.rmtree(target)
     shutil.copytree(REPO / "dlkit", target,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_packs", "_pieces.py"))
+    for rel in WITHHELD_FILES:
+        if rel.startswith("dlkit/") and (dest / rel).exists():
+            (dest / rel).unlink()
     for path in sorted(target.rglob("*.py")):
         module = ".".join(path.relative_to(dest).with_suffix("").parts)
         source = path.read_text(encoding="utf-8")
@@ -397,6 +403,154 @@ def _modules() -> list[tuple[str, ast.Module]]:
         module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         out.append((module, ast.parse(path.read_text(encoding="utf-8"))))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Proof that nothing withheld reached a kit
+# ------------------------------------------------------------------------------------------------
+
+class ReleaseLeak(RuntimeError):
+    """A built student kit holds something that computes a graded answer."""
+
+
+def withheld_names() -> dict[str, str]:
+    """``{name: where it comes from}``: every name the student kit must not define or use:
+    ``@withheld`` objects, definitions inside WITHHELD regions (also of kernels/*.cu), and the
+    kernels of withheld kernel files."""
+    names: dict[str, str] = {}
+    for qualname in withheld_objects():
+        names.setdefault(qualname.rsplit(".", 1)[1], qualname)
+    files = sorted((REPO / "dlkit").rglob("*.py")) + sorted((REPO / "kernels").glob("*.c*"))
+    for path in files:
+        rel = str(path.relative_to(REPO))
+        text = path.read_text(encoding="utf-8")
+        if rel in WITHHELD_FILES:
+            text = "// BEGIN WITHHELD\n" + text + "\n// END WITHHELD\n"
+        _, found = strip_withheld_regions(text, rel)
+        for name in found:
+            if name.startswith("_"):
+                continue
+            names.setdefault(name, rel)
+    return names
+
+
+def _reference_lines(source: str, node: ast.AST) -> list[str]:
+    """Distinctive lines (>= 16 characters, no comments, no docstring) of a definition's body."""
+    body = node.body[1:] if _docstring_node(node) else node.body
+    out = []
+    for stmt in body:
+        for line in (ast.get_source_segment(source, stmt) or "").splitlines():
+            line = line.strip()
+            if len(line) >= 16 and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
+def _code_names(code) -> set[str]:
+    names = {code.co_name, *code.co_names, *code.co_varnames}
+    for const in code.co_consts:
+        if isinstance(const, str):
+            names.update(re.findall(r"[A-Za-z_]\w*", const))
+        elif hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
+
+
+_MODULE_ALIASES = {"dlkit", "ops", "_ops", "F", "nn", "functional"}
+
+
+def scan_kit(kit: str | os.PathLike) -> list[str]:
+    """What a built kit (the directory holding ``dlkit/`` and ``kernels/``) leaks, one line each.
+
+    * no file of :data:`WITHHELD_FILES`, no definition of a withheld object;
+    * no withheld name in the source (identifiers, strings) or in the compiled bytecode (names,
+      constants) of any module.  A withheld name that the kit also uses for something kept (the
+      op ``softmax_cross_entropy`` beside the backend's fused method) may not be read as an
+      attribute of anything but a dlkit module;
+    * no distinctive line of a graded or withheld body, beyond the times the instructor module has
+      that line outside such bodies;
+    * no kernel of a withheld name in kernels/, no ``*.pyc`` anywhere.
+    """
+    kit = Path(kit)
+    problems: list[str] = []
+    origin = withheld_names()
+    names = set(origin)
+    withheld_defs = set(withheld_objects())
+    for rel in WITHHELD_FILES:
+        if (kit / rel).exists():
+            problems.append(f"{rel}: withheld file is in the kit")
+    problems += [f"{p.relative_to(kit)}: compiled file in the kit" for p in kit.rglob("*.pyc")]
+    kept = set()  # withheld names the kit also defines for something else
+    trees = {}
+    for path in sorted((kit / "dlkit").rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        trees[path] = (source, ast.parse(source))
+        for node in ast.walk(trees[path][1]):
+            if isinstance(node, _DEFS) and node.name in names:
+                kept.add(node.name)
+    for path, (source, tree) in trees.items():
+        rel = path.relative_to(kit)
+        module = ".".join(path.relative_to(kit).with_suffix("").parts).removesuffix(".__init__")
+        for qualname, node in _qualified(tree):
+            if f"{module}.{qualname}" in withheld_defs:
+                problems.append(f"{rel}: defines the withheld {module}.{qualname}")
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, *_DEFS)) and n.body and _docstring_node(n) is not None}
+        for node in ast.walk(tree):
+            hit = None
+            if isinstance(node, ast.Attribute) and node.attr in names:
+                base = node.value
+                if node.attr not in kept or not (isinstance(base, ast.Name) and base.id in _MODULE_ALIASES):
+                    hit = node.attr
+            elif isinstance(node, ast.Name) and node.id in names and node.id not in kept:
+                hit = node.id
+            elif isinstance(node, ast.alias) and node.name.split(".")[-1] in names - kept:
+                hit = node.name
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                words = set(re.findall(r"[A-Za-z_]\w*", node.value)) & (names - kept)
+                words |= {n for n in names - kept for w in re.findall(r"[A-Za-z_]\w*", node.value)
+                          if w.startswith(n + "_") and w.removeprefix(n + "_") in ("f32", "f64", "")}
+                if words and id(node) not in docstrings:
+                    hit = ", ".join(sorted(words))
+            if hit:
+                problems.append(f"{rel}:{getattr(node, 'lineno', '?')}: uses withheld {hit} "
+                                f"({origin.get(hit.split(', ')[0], '?')})")
+        # optimize=2 drops docstrings: prose may name what the kit leaves out, code may not
+        code_names = _code_names(compile(source, str(path), "exec", optimize=2))
+        for name in sorted((names - kept) & code_names):
+            problems.append(f"{rel}: bytecode names withheld {name} ({origin[name]})")
+    problems += _scan_bodies(kit, trees)
+    kdir = kit / "kernels"
+    for path in sorted(kdir.glob("*")) if kdir.is_dir() else []:
+        text = path.read_text(encoding="utf-8")
+        for name in sorted(names):
+            if re.search(rf"\b{re.escape(name)}(_|\b)", text):
+                problems.append(f"kernels/{path.name}: has withheld kernel code {name} ({origin[name]})")
+    return problems
+
+
+def _scan_bodies(kit: Path, trees: dict) -> list[str]:
+    problems = []
+    for path in sorted((REPO / "dlkit").rglob("*.py")):
+        rel = path.relative_to(REPO)
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        secret: list[str] = []
+        for _, node in _qualified(tree):
+            if _graded_piece(node) or _decorator(node, "withheld"):
+                secret += _reference_lines(source, node)
+        if not secret:
+            continue
+        kit_path = kit / rel
+        if not kit_path.exists():
+            continue
+        kit_text = trees[kit_path][0] if kit_path in trees else kit_path.read_text(encoding="utf-8")
+        inside = "\n".join(secret)
+        for line in dict.fromkeys(secret):
+            allowed = source.count(line) - inside.count(line)
+            if kit_text.count(line) > max(allowed, 0):
+                problems.append(f"{rel}: reference line of a graded/withheld body in the kit: {line!r}")
+    return problems
 
 
 # ------------------------------------------------------------------------------------------------
@@ -495,6 +649,11 @@ def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str 
     kit.mkdir()
     student_dlkit(kit)
     kit_kernels(kit)
+    leaks = scan_kit(kit)
+    if leaks:
+        raise ReleaseLeak("the student kit would compute graded answers (fence fused paths in "
+                          "`# BEGIN WITHHELD` / `# END WITHHELD` or mark them @withheld):\n  "
+                          + "\n  ".join(leaks))
     for name in KIT_FILES:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, kit / name)
@@ -521,8 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  notebooks: {', '.join(args.ids or assignments())}")
     print(f"  dlkit pieces left for students ({len(stubbed)}): "
           + ", ".join(f"{q} ({n})" for q, (_, n) in sorted(stubbed.items())))
-    print(f"  withheld from the kit: " + ", ".join(sorted(withheld_objects())) + ", kernels/"
-          + ", kernels/".join(WITHHELD_KERNEL_FILES))
+    print(f"  withheld from the kit: " + ", ".join(sorted(withheld_objects()) + list(WITHHELD_FILES)))
     print(f"  solution packs (publish each after its deadline, see {out.name}/packs/README.md): {packs}")
     return 0
 
