@@ -150,6 +150,14 @@ def _drive(kwargs, inits, curv, lin, scales, mask):
     import numpy as _np
     import dlkit as _dlkit
     cls = {cls_name}
+    try:
+        from dlkit._graded import is_graded as _is_graded
+    except ImportError:
+        _is_graded = None
+    if _is_graded is not None and _is_graded(cls):
+        return {{"error": "{cls_name} is dlkit.optim.{cls_name} itself, which in the student kit only forwards to "
+                 "your {cls_name}: it resolves to itself. Write the class yourself: "
+                 "class {cls_name}(dlkit.optim.Optimizer): ..."}}
     params = [_dlkit.tensor(_np.array(x, dtype=_np.float64), requires_grad=True, dtype="float64") for x in inits]
     opt = cls(list(params), **kwargs)
     if not isinstance(opt, _dlkit.optim.Optimizer):
