@@ -170,3 +170,32 @@ def test_issue_10_do_nothing_optimizers_score_zero_in_the_sandbox(tmp_path, stud
     for name in ("Momentum", "Nesterov", "RMSprop", "Adam"):
         assert result["functions"][name]["score"] == 0, (name, result["functions"][name])
     assert result["functions"]["SGD"]["score"] == result["functions"]["SGD"]["max_score"]
+
+
+# -- the trusted simulation is PyTorch's: it reproduces the torch-generated sequences ----------------
+
+SIMULATED = {   # tests/test_optim.py CONFIGS -> the same optimizer in reference.py
+    "sgd": lambda r: r.sgd(0.1),
+    "sgd_momentum": lambda r: r.sgd(0.1, momentum=0.9),
+    "sgd_dampening_wd": lambda r: r.sgd(0.1, momentum=0.9, dampening=0.5, weight_decay=0.1),
+    "sgd_nesterov_wd": lambda r: r.sgd(0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adam": lambda r: r.adam(0.1),
+    "adam_wd": lambda r: r.adam(0.1, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.1),
+    "adamw": lambda r: r.adam(0.1, weight_decay=0.1, decoupled=True),
+    "rmsprop": lambda r: r.rmsprop(0.01),
+    "rmsprop_centered_momentum_wd": lambda r: r.rmsprop(0.01, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.9,
+                                                        centered=True),
+    "adagrad": lambda r: r.adagrad(0.1),
+    "adagrad_decay_wd_init": lambda r: r.adagrad(0.1, lr_decay=0.1, weight_decay=0.1, initial_accumulator_value=0.5),
+    "momentum_as_sgd": lambda r: r.momentum(0.1, 0.9),
+    "nesterov_as_sgd": lambda r: r.nesterov(0.1, 0.9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIMULATED))
+def test_reference_simulation_matches_pytorch_sequences(name):
+    from tests.test_optim import C, D, REFERENCE, THETA0
+    ref = _checks_module()["ref"]
+    prob = {"inits": [np.array(THETA0)], "curv": [C], "lin": [D], "scales": [1.0] * 4, "mask": [[True]] * 4}
+    trajectory, _ = ref.simulate(SIMULATED[name](ref), prob)
+    np.testing.assert_allclose([step[0] for step in trajectory], REFERENCE[name], rtol=1e-12, atol=1e-14)
