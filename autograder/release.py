@@ -480,19 +480,16 @@ def scan_kit(kit: str | os.PathLike) -> list[str]:
         if (kit / rel).exists():
             problems.append(f"{rel}: withheld file is in the kit")
     problems += [f"{p.relative_to(kit)}: compiled file in the kit" for p in kit.rglob("*.pyc")]
-    kept = set()  # withheld names the kit also defines for something else
+    kept = _kept_names(names)  # withheld names the instructor dlkit also uses for something kept
     trees = {}
     for path in sorted((kit / "dlkit").rglob("*.py")):
         source = path.read_text(encoding="utf-8")
         trees[path] = (source, ast.parse(source))
-        for node in ast.walk(trees[path][1]):
-            if isinstance(node, _DEFS) and node.name in names:
-                kept.add(node.name)
     for path, (source, tree) in trees.items():
         rel = path.relative_to(kit)
         module = ".".join(path.relative_to(kit).with_suffix("").parts).removesuffix(".__init__")
         for qualname, node in _qualified(tree):
-            if f"{module}.{qualname}" in withheld_defs:
+            if f"{module}.{qualname}" in withheld_defs or node.name in names - kept:
                 problems.append(f"{rel}: defines the withheld {module}.{qualname}")
         docstrings = {id(n.body[0].value) for n in ast.walk(tree)
                       if isinstance(n, (ast.Module, *_DEFS)) and n.body and _docstring_node(n) is not None}
@@ -527,6 +524,20 @@ def scan_kit(kit: str | os.PathLike) -> list[str]:
             if re.search(rf"\b{re.escape(name)}(_|\b)", text):
                 problems.append(f"kernels/{path.name}: has withheld kernel code {name} ({origin[name]})")
     return problems
+
+
+def _kept_names(names: set[str]) -> set[str]:
+    """Those of ``names`` that the instructor dlkit also defines outside withheld code."""
+    kept = set()
+    for path in sorted((REPO / "dlkit").rglob("*.py")):
+        if str(path.relative_to(REPO)) in WITHHELD_FILES:
+            continue
+        text, _ = strip_withheld_regions(path.read_text(encoding="utf-8"), str(path))
+        tree = ast.parse(text)
+        for _, node in _qualified(tree):
+            if node.name in names and _decorator(node, "withheld") is None:
+                kept.add(node.name)
+    return kept
 
 
 def _scan_bodies(kit: Path, trees: dict) -> list[str]:
