@@ -5,7 +5,8 @@ the host (``p.grad.numpy()``, ``p.data = ndarray``), some with Tensor arithmetic
 wrong formulas: do-nothing optimizers (``params.clear()`` in ``__init__``, issue 10), optimizers
 that treat a missing gradient as zero, that count steps globally, or that change ``p.grad``.
 
-``CORRECT`` holds right answers written differently from the notebook's and reference.py's (they
+``ANSWERS`` is one independent right answer per piece (the generic suite grades it and applies the
+mutants to the notebook's), ``CORRECT`` holds more right answers written differently from the notebook's and reference.py's (they
 must keep full marks), and ``SHORTCUTS`` answers that hand the work to something in dlkit (they
 must score 0 in the sandbox, where the student kit has those pieces withheld).
 """
@@ -464,5 +465,151 @@ class SGD(dlkit.optim.Optimizer):
 
     def step(self):
         self.inner.step()
+''',
+}
+
+
+# -- independent reference answers (tests/test_autograder_checks.py): numpy on the host, own layout ----
+
+ANSWERS: dict[str, str] = {
+    "gradient_descent": '''
+def gradient_descent(P, q, theta0, lr, steps):
+    out = np.empty((steps + 1, len(theta0)))
+    out[0] = theta0
+    for k in range(steps):
+        out[k + 1] = out[k] - lr * (P @ out[k] + q)
+    return out
+''',
+    "newton_step": '''
+def newton_step(P, q, theta, lr=1.0):
+    return theta - lr * np.linalg.solve(P, P @ theta + q)
+''',
+    "SGD": '''
+class SGD(dlkit.optim.Optimizer):
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
+                         weight_decay=weight_decay, nesterov=nesterov)
+
+    def step(self):
+        for p, st in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            theta = p.numpy().astype(np.float64)
+            d = p.grad.numpy().astype(np.float64) + self.weight_decay * theta
+            if self.momentum:
+                if "momentum_buffer" in st:
+                    st["momentum_buffer"] = self.momentum * st["momentum_buffer"] + (1 - self.dampening) * d
+                else:
+                    st["momentum_buffer"] = d.copy()
+                d = d + self.momentum * st["momentum_buffer"] if self.nesterov else st["momentum_buffer"]
+            p.data = theta - self.lr * d
+''',
+    "Momentum": '''
+class Momentum(dlkit.optim.Optimizer):
+    def __init__(self, params, lr, beta=0.9, unbias=False):
+        super().__init__(params, lr=lr, beta=beta, unbias=unbias)
+
+    def step(self):
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            state = self.state[i]
+            state["step"] = state.get("step", 0) + 1
+            u = self.beta * state.get("u", 0.0) + (1 - self.beta) * p.grad.numpy()
+            state["u"] = u
+            if self.unbias:
+                u = u / (1 - self.beta ** state["step"])
+            p.data = p.numpy() - self.lr * u
+''',
+    "Nesterov": '''
+class Nesterov(dlkit.optim.Optimizer):
+    def __init__(self, params, lr, beta=0.9):
+        super().__init__(params, lr=lr, beta=beta)
+
+    def step(self):
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            g = p.grad.numpy()
+            u = self.beta * self.state[i].get("u", 0.0) + (1 - self.beta) * g
+            self.state[i]["u"] = u
+            p.data = p.numpy() - self.lr * (self.beta * u + (1 - self.beta) * g)
+''',
+    "Adagrad": '''
+class Adagrad(dlkit.optim.Optimizer):
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, eps=eps)
+        for i, p in enumerate(self.params):
+            self.state[i] = {"step": 0, "sum": np.full(p.shape, float(initial_accumulator_value))}
+
+    def step(self):
+        for p, st in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            st["step"] += 1
+            theta = p.numpy()
+            g = p.grad.numpy() + self.weight_decay * theta
+            st["sum"] = st["sum"] + np.square(g)
+            clr = self.lr / (1 + (st["step"] - 1) * self.lr_decay)
+            p.data = theta - clr * g / (np.sqrt(st["sum"]) + self.eps)
+''',
+    "RMSprop": '''
+class RMSprop(dlkit.optim.Optimizer):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                         momentum=momentum, centered=centered)
+
+    def step(self):
+        a = self.alpha
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            st = self.state[i]
+            st["step"] = st.get("step", 0) + 1
+            theta = p.numpy()
+            g = p.grad.numpy() + self.weight_decay * theta
+            st["square_avg"] = a * st.get("square_avg", 0.0) + (1 - a) * g ** 2
+            s = st["square_avg"]
+            if self.centered:
+                st["grad_avg"] = a * st.get("grad_avg", 0.0) + (1 - a) * g
+                s = s - st["grad_avg"] ** 2
+            step = g / (np.sqrt(s) + self.eps)
+            if self.momentum > 0:
+                st["momentum_buffer"] = self.momentum * st.get("momentum_buffer", 0.0) + step
+                step = st["momentum_buffer"]
+            p.data = theta - self.lr * step
+''',
+    "Adam": '''
+class Adam(dlkit.optim.Optimizer):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, bias_correction=True):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         bias_correction=bias_correction)
+
+    def _decay(self, theta, g):
+        return theta, g + self.weight_decay * theta
+
+    def step(self):
+        b1, b2 = self.betas
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            st = self.state[i]
+            t = st["step"] = st.get("step", 0) + 1
+            theta, g = self._decay(p.numpy(), p.grad.numpy())
+            m = st["exp_avg"] = b1 * st.get("exp_avg", 0.0) + (1 - b1) * g
+            v = st["exp_avg_sq"] = b2 * st.get("exp_avg_sq", 0.0) + (1 - b2) * g ** 2
+            if self.bias_correction:
+                m, v = m / (1 - b1 ** t), v / (1 - b2 ** t)
+            p.data = theta - self.lr * m / (np.sqrt(v) + self.eps)
+''',
+    "AdamW": '''
+class AdamW(Adam):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, bias_correction=True):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         bias_correction=bias_correction)
+
+    def _decay(self, theta, g):
+        return theta * (1 - self.lr * self.weight_decay), g
 ''',
 }
