@@ -4,7 +4,8 @@
   the parameters, hyperparameters as attributes, ``state_dict``), and Tensor helpers.
 * :mod:`~dlkit.optim.torch_family` — :class:`SGD`, :class:`Adam`, :class:`AdamW`,
   :class:`RMSprop`, :class:`Adagrad`: identical to PyTorch's (names, arguments, state keys,
-  numerics); ``SGD`` / ``Adam`` / ``AdamW`` take ``fused=True`` for one backend kernel per step.
+  numerics), written with Tensor arithmetic; ``opt.fused = True`` on ``SGD`` / ``Adam`` / ``AdamW``
+  selects one backend kernel per parameter instead (:mod:`~dlkit.optim.fused`, not in the student kit).
 * :mod:`~dlkit.optim.lecture` — the lectures' forms: :class:`Momentum`, :class:`Nesterov` (EMA
   form), :class:`Newton`; ``Adam(bias_correction=False)`` is the lectures' plain Adam.
 * :mod:`~dlkit.optim.schedulers` — :class:`StepLR`, :class:`CosineAnnealingLR`;
