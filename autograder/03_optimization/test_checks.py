@@ -278,11 +278,13 @@ def _check_trajectory(student, cls_name, kwargs, update, variants, prob):
             if not np.allclose(g, w, rtol=RTOL, atol=ATOL):
                 hint = _hint(_flat(got), _flat(want),
                              {k: (lambda u=u: _flat(ref.simulate(u, prob)[0])) for k, u in variants.items()})
-                later = " (step 1 is right, so look at the state kept between steps)" if t > 1 else ""
-                skipped = any(not prob["mask"][k][i] for k in range(t))
-                if skipped:
-                    later += (f" (parameter {i} had no gradient on an earlier step: skip it, and let its own "
-                              "state and step count stay as they are)")
+                if any(not prob["mask"][k][i] for k in range(t)):
+                    later = (f" (parameter {i} had grad None on an earlier step: such a step skips it entirely, "
+                             "and its own state and step count stay as they are)")
+                elif t > 1:
+                    later = " (step 1 is right, so look at the state kept between steps)"
+                else:
+                    later = ""
                 fail(f"{case}: parameter {i} is wrong after step {t}{later}. The gradient of parameter i at "
                      f"step t is g = c_i * theta_i + s_t * d_i for fixed arrays c_i, d_i and a scale s_t "
                      f"that changes from step to step.", got=g, expected=w, hint=hint)
