@@ -83,6 +83,27 @@ class WorkerTimeout(SandboxError):
     """The worker did not answer before the deadline (it has been killed)."""
 
 
+# -- Contract C, minimal version (h3; h2's sandbox work may replace it) -------------------------
+#: Directories code inside a ``toolchain=True`` sandbox needs to run the host C/C++ compiler
+#: (g++ / cc1plus / as / ld, headers, libraries) and nvcc where the CUDA toolkit is installed.
+#: All of them are mounted READ-ONLY (and, in the Landlock fallback, readable/executable only);
+#: the compiler then runs under the sandbox's uid, limits and process cap, and is killed with it.
+TOOLCHAIN_DIRS = ("/usr/bin", "/usr/include", "/usr/lib", "/usr/libexec", "/usr/local/bin",
+                  "/usr/local/cuda", "/etc/alternatives", "/bin", "/lib", "/lib64")
+
+
+def toolchain_dirs() -> list[str]:
+    """The :data:`TOOLCHAIN_DIRS` present here, symlinks resolved (e.g. /usr/local/cuda-13.0)."""
+    found = []
+    for d in TOOLCHAIN_DIRS:
+        if os.path.isdir(d):
+            real = os.path.realpath(d)
+            for p in (d, real):
+                if p not in found:
+                    found.append(p)
+    return found
+
+
 def _package_dirs() -> list[tuple[str, str]]:
     """``(name, directory)`` of each importable package the sandbox gets."""
     found = []
@@ -111,17 +132,20 @@ class Sandbox:
     """One worker process; start it, send requests with deadlines, close it.
 
     ``student_dlkit`` is the directory holding the student edition's ``dlkit`` package (from
-    ``autograder.release.student_dlkit``) or None for a sandbox without dlkit.
+    ``autograder.release.student_dlkit``) or None for a sandbox without dlkit.  ``toolchain``:
+    also mount the C/C++ toolchain read-only (:data:`TOOLCHAIN_DIRS`) so that code inside can
+    compile (students' CUDA kernels, see autograder/cudaemu).
     """
 
     _counter = 0
 
     def __init__(self, student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
-                 *, isolate: bool = True, namespaces: bool = True) -> None:
+                 *, isolate: bool = True, namespaces: bool = True, toolchain: bool = False) -> None:
         self.student_dlkit = None if student_dlkit is None else str(Path(student_dlkit).resolve())
         self.limits = limits or Limits()
         self.isolate = isolate
         self.namespaces = namespaces and isolate   # False: exercise the unprivileged fallback
+        self.toolchain = toolchain
         self.proc: subprocess.Popen | None = None
         self.isolation: dict[str, Any] = {}
         self._tmp: str | None = None
@@ -173,13 +197,21 @@ class Sandbox:
             ro_binds.append((os.path.join(self.student_dlkit, "dlkit"), "/opt/student/dlkit"))
             private_sys_path.append("/opt/student")
             fallback_sys_path.append(self.student_dlkit)
+        extra_read = ["/usr/lib", "/lib", "/lib64", "/etc/ld.so.cache", base_lib]
+        if self.toolchain:   # /usr, /lib, /bin are bound whole above; add what lives elsewhere
+            bound = {dst for _, dst in ro_binds} | {link for link, _ in symlinks}
+            for d in toolchain_dirs():
+                if not any(d == b or d.startswith(b.rstrip("/") + "/") for b in bound):
+                    ro_binds.append((d, d))
+                    bound.add(d)
+            extra_read += [d for d in toolchain_dirs() if d not in extra_read]
         env = dict(BASE_ENV, HOME=scratch, TMPDIR=scratch)
         return {
             "rfd": rfd, "wfd": wfd, "uid": self._uid, "root": root, "scratch": scratch,
             "namespaces": self.namespaces, "landlock": self.isolate, "tmpfs_mb": self.limits.tmpfs_mb,
             "ro_binds": ro_binds, "symlinks": symlinks,
             "private_sys_path": private_sys_path, "sys_path": fallback_sys_path,
-            "extra_read": ["/usr/lib", "/lib", "/lib64", "/etc/ld.so.cache", base_lib],
+            "extra_read": extra_read,
             "env": env, "limits": asdict(self.limits), "max_elements": self.limits.max_elements,
         }
 

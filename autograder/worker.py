@@ -307,6 +307,10 @@ def _build_root(libc: Any, cfg: dict, uid: int) -> None:
         _mount(libc, None, path, None, flags)
     for d, mode in (("/work", 0o700), ("/tmp", 0o1777)):
         os.makedirs(root + d, exist_ok=True)
+        # (h3) a tmpfs of its own, so that the scratch stays writable after "/" is remounted
+        # read-only below (a compiler inside needs to write its temporary files).
+        _mount(libc, "tmpfs", root + d, "tmpfs", MS_NOSUID | MS_NODEV,
+               f"size={cfg['tmpfs_mb']}m,mode={mode:o}")
         os.chown(root + d, uid, uid)
         os.chmod(root + d, mode)
     os.chdir(root)
