@@ -92,6 +92,12 @@ TOOLCHAIN_DIRS = ("/usr/bin", "/usr/include", "/usr/lib", "/usr/libexec", "/usr/
                   "/usr/local/cuda", "/etc/alternatives", "/bin", "/lib", "/lib64")
 
 
+def gpu_device_nodes() -> list[str]:
+    """The NVIDIA device nodes a ``gpu=True`` sandbox binds (nothing where there are none)."""
+    import glob
+    return sorted(p for p in glob.glob("/dev/nvidia*") if not os.path.isdir(p))
+
+
 def toolchain_dirs() -> list[str]:
     """The :data:`TOOLCHAIN_DIRS` present here, symlinks resolved (e.g. /usr/local/cuda-13.0)."""
     found = []
@@ -134,18 +140,21 @@ class Sandbox:
     ``student_dlkit`` is the directory holding the student edition's ``dlkit`` package (from
     ``autograder.release.student_dlkit``) or None for a sandbox without dlkit.  ``toolchain``:
     also mount the C/C++ toolchain read-only (:data:`TOOLCHAIN_DIRS`) so that code inside can
-    compile (students' CUDA kernels, see autograder/cudaemu).
+    compile (students' CUDA kernels, see autograder/cudaemu); ``gpu``: also bind the NVIDIA
+    device nodes (and /proc/driver/nvidia) so that a kernel can be launched on the device.
     """
 
     _counter = 0
 
     def __init__(self, student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
-                 *, isolate: bool = True, namespaces: bool = True, toolchain: bool = False) -> None:
+                 *, isolate: bool = True, namespaces: bool = True, toolchain: bool = False,
+                 gpu: bool = False) -> None:
         self.student_dlkit = None if student_dlkit is None else str(Path(student_dlkit).resolve())
         self.limits = limits or Limits()
         self.isolate = isolate
         self.namespaces = namespaces and isolate   # False: exercise the unprivileged fallback
         self.toolchain = toolchain
+        self.gpu = gpu
         self.proc: subprocess.Popen | None = None
         self.isolation: dict[str, Any] = {}
         self._tmp: str | None = None
@@ -205,6 +214,9 @@ class Sandbox:
                     ro_binds.append((d, d))
                     bound.add(d)
             extra_read += [d for d in toolchain_dirs() if d not in extra_read]
+        if self.gpu:
+            for node in gpu_device_nodes() + [p for p in ("/proc/driver/nvidia",) if os.path.isdir(p)]:
+                ro_binds.append((node, node))
         env = dict(BASE_ENV, HOME=scratch, TMPDIR=scratch)
         return {
             "rfd": rfd, "wfd": wfd, "uid": self._uid, "root": root, "scratch": scratch,

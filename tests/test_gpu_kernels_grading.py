@@ -215,3 +215,22 @@ def test_no_student_text_is_compiled_in_the_trusted_process(monkeypatch):
     assert not compilers, compilers
     assert shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     assert g.compiler()
+
+
+@pytest.mark.skipif(grading.nvcc() is None, reason="nvcc (CUDA toolkit) not installed")
+def test_gpu_path_compiles_with_nvcc_inside_the_sandbox():
+    """The device path compiles with nvcc INSIDE the sandbox; on a machine without a GPU its
+    launch reports ``unavailable`` (the checks then use the emulator), with a GPU it runs."""
+    case = _case(17, 8, 3, True)
+    good = grading.run_kernel(GOOD, SPEC, [case], device="gpu")
+    assert good["status"] in ("unavailable", "ran"), good
+    if good["status"] == "ran":
+        run = good["runs"][0]
+        x, y = case["args"][2]["buffer"], case["args"][3]["buffer"]
+        assert run["code"] == 0 and run["overwritten"] == [0, 0]
+        assert np.allclose(run["buffers"][1], np.float32(2.5) * x + y, rtol=1e-5)
+    mangled = grading.run_kernel(GOOD.replace('extern "C" ', ""), SPEC, [case], device="gpu")
+    assert mangled["status"] == "compile_error" and "linkage" in mangled["log"]
+    zero = grading.run_kernel("%:include </dev/zero>\n" + GOOD, SPEC, [case], device="gpu")
+    assert zero["status"] in ("compile_error", "compile_timeout")
+    assert _sandbox_processes() == []

@@ -269,10 +269,25 @@ _CONTRACT = 'extern "C" __global__ void saxpy(int n, float a, const float* x, fl
 
 
 def _run(student):
+    """``[(where it ran, cases, runs)]``: the emulator's runs and, where a GPU is usable and the
+    kernel ran there, the GPU's (both must be right; a kernel that uses a CUDA feature the
+    emulator lacks is graded on the GPU alone)."""
     src = _source(student)
     cases = _cases()
     sent = [{k: v for k, v in c.items() if k != "_group"} for c in cases]
     result = _CACHE.get(src, ref.SAXPY_SPEC, sent)
+    gpu = _CACHE.get(src, ref.SAXPY_SPEC, sent, device="gpu") if kernels.gpu_usable() else None
+    if gpu is not None and gpu["status"] == "ran":
+        if result["status"] in ("compile_error", "no_kernel", "unavailable"):
+            return [("GPU", cases, gpu["runs"])]
+        _verdict(result)
+        return [("CPU emulator", cases, result["runs"]), ("GPU", cases, gpu["runs"])]
+    _verdict(result)
+    return [("CPU emulator", cases, result["runs"])]
+
+
+def _verdict(result):
+    """Fail (or skip) unless the kernel compiled and ran."""
     status = result["status"]
     if status == "unavailable":
         pytest.skip(f"kernels cannot be run on this grading machine: {result['reason']}")
@@ -281,8 +296,7 @@ def _run(student):
         if "dlkit_contract.h" in log:
             fail("your kernel is not declared as the launcher expects:\n    " + _CONTRACT + "\n"
                  '(extern "C" keeps the name unmangled; the parameter types and their order must be '
-                 "exactly these; names are yours to choose).\nCompiler output:\n" + log[:1200],
-                 hint=None)
+                 "exactly these; names are yours to choose).\nCompiler output:\n" + log[:1200])
         what = "did not finish compiling in time" if status == "compile_timeout" else "does not compile"
         fail(f"SAXPY_KERNEL {what} (compiled as C++ with the CUDA emulator's definitions of "
              "threadIdx, blockIdx, blockDim, gridDim, __global__, ...).\nCompiler output:\n" + log[:1500])
@@ -292,7 +306,6 @@ def _run(student):
         fail(f"running your kernel did not finish: {result['reason']} (an endless loop?).")
     if status != "ran":
         fail(f"your kernel could not be run: {result['reason'] or status}.")
-    return cases, result["runs"]
 
 
 def _hint(got, x, y, a, n, block):
@@ -323,7 +336,11 @@ RTOL, ATOL = 1e-5, 1e-5
 
 
 def _check_group(student, group: str):
-    cases, runs = _run(student)
+    for device, cases, runs in _run(student):
+        _check_runs(device, cases, runs, group)
+
+
+def _check_runs(device: str, cases: list, runs: list, group: str):
     names = ["n", "a", "x", "y"]
     for case, run in zip(cases, runs):
         if case["_group"] != group:
@@ -332,7 +349,7 @@ def _check_group(student, group: str):
         x, y = case["args"][2]["buffer"], case["args"][3]["buffer"]
         block, grid = case["block"][0], case["grid"][0]
         where = (f"n = {n}, a = {a}, launched with {grid} block(s) of {block} threads "
-                 f"({grid * block} threads)")
+                 f"({grid * block} threads) on the {device}")
         if run["code"] == 4:
             arg = run["fault_arg"]
             off = run["fault_offset"]

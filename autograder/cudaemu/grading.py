@@ -22,7 +22,7 @@ from .. import worker as wire
 from ..sandbox import Limits, Sandbox, SandboxError, SandboxStartError, WorkerTimeout
 from . import HERE, runtime_sources
 
-__all__ = ["run_kernel", "compiler", "MAX_SOURCE_CHARS", "KernelRun"]
+__all__ = ["run_kernel", "compiler", "nvcc", "gpu_usable", "MAX_SOURCE_CHARS", "KernelRun", "ResultCache"]
 
 #: Longest kernel source accepted (a SAXPY kernel is a few hundred characters).
 MAX_SOURCE_CHARS = 20_000
@@ -41,6 +41,33 @@ KernelRun = dict   # {"status": ..., "log": str, "runs": [...], "reason": str}
 def compiler() -> str | None:
     """The host C++ compiler the sandbox runs (g++, else c++, else clang++), or None."""
     return shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+
+
+def nvcc() -> str | None:
+    """nvcc ($NVCC, else on PATH, else /usr/local/cuda/bin/nvcc), or None."""
+    import os
+    for candidate in (os.environ.get("NVCC"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def gpu_usable() -> bool:
+    """Whether kernels can also be launched on a GPU here: NVIDIA device nodes, the driver
+    library and nvcc.  ``DLKIT_KERNEL_DEVICE=emulator`` turns the GPU off, ``=gpu`` insists."""
+    import ctypes
+    import os
+    from ..sandbox import gpu_device_nodes
+    wanted = os.environ.get("DLKIT_KERNEL_DEVICE", "auto")
+    if wanted == "emulator":
+        return False
+    if not gpu_device_nodes() or nvcc() is None:
+        return False
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def _driver_source() -> str:
@@ -86,7 +113,7 @@ def _validate(value: Any, cases: list[dict], n_pointers: int) -> KernelRun:
 
 
 def run_kernel(source: Any, spec: dict, cases: list[dict], *, timeout: float = REQUEST_TIMEOUT_S,
-               limits: Limits | None = None, isolate: bool = True) -> KernelRun:
+               limits: Limits | None = None, isolate: bool = True, device: str = "emulator") -> KernelRun:
     """Compile ``source`` (the student's CUDA C, untrusted text) and launch kernel ``spec["name"]``
     once per case, all inside one fresh sandbox; returns a checked :data:`KernelRun`.
 
@@ -101,20 +128,34 @@ def run_kernel(source: Any, spec: dict, cases: list[dict], *, timeout: float = R
     ``compile_error`` / ``compile_timeout`` (``log``: the compiler's capped output),
     ``no_kernel``, ``too_long``, ``not_text``, ``timeout``, ``crashed``, ``unavailable``,
     ``invalid``.
+
+    ``device="gpu"``: compile with nvcc (to PTX, inside the sandbox, under its own address-space
+    limit) and launch on the GPU through the driver library, with canary bytes around every
+    buffer (a GPU has no guard pages).  NOT YET RUN ON A DEVICE (see the README); any failure
+    to set the device up is ``unavailable``, and callers then use the emulator.
     """
     if type(source) is not str:
         return _bad("not_text", f"the kernel must be a str of CUDA C source, not {type(source).__name__}")
     if len(source) > MAX_SOURCE_CHARS:
         return _bad("too_long", f"the kernel source has {len(source)} characters (at most {MAX_SOURCE_CHARS})")
     cxx = compiler()
-    if cxx is None:
+    if cxx is None and device == "emulator":
         return _bad("unavailable", "no C++ compiler (g++, c++ or clang++) on the grading machine")
     n_pointers = sum(1 for code, _ in spec["params"] if code == "P")
-    options = {"cxx": cxx, "compile_timeout": min(COMPILE_TIMEOUT_S, 0.6 * timeout), "log_cap": LOG_CAP}
+    options = {"cxx": cxx or "", "compile_timeout": min(COMPILE_TIMEOUT_S, 0.6 * timeout), "log_cap": LOG_CAP,
+               "device": device}
+    if device == "gpu":
+        if nvcc() is None:
+            return _bad("unavailable", "nvcc is not installed")
+        options["nvcc"] = nvcc()
+        # The CUDA driver reserves far more address space than RLIMIT_AS would allow; nvcc,
+        # which reads the student's text, gets its own limit inside (compile_memory_mb).
+        limits = limits or Limits(**dict(KERNEL_LIMITS, memory_mb=1 << 26))
     blobs: list[bytes] = []
     args = wire.encode([runtime_sources(), source, spec, cases, options], blobs)
     kwargs = wire.encode({}, blobs)
-    sandbox = Sandbox(None, limits or Limits(**KERNEL_LIMITS), isolate=isolate, toolchain=True)
+    sandbox = Sandbox(None, limits or Limits(**KERNEL_LIMITS), isolate=isolate, toolchain=True,
+                      gpu=device == "gpu")
     try:
         try:
             sandbox.start()
@@ -160,7 +201,7 @@ class ResultCache:
     def get(self, source: Any, spec: dict, cases: list[dict], **kw: Any) -> KernelRun:
         if type(source) is not str:
             return run_kernel(source, spec, cases, **kw)
-        k = self.key(source, spec, cases)
+        k = self.key(source, spec, cases) + "/" + str(kw.get("device", "emulator"))
         if k not in self.items:
             result = run_kernel(source, spec, cases, **kw)
             if result["status"] == "unavailable":
