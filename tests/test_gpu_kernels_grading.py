@@ -234,3 +234,19 @@ def test_gpu_path_compiles_with_nvcc_inside_the_sandbox():
     zero = grading.run_kernel("%:include </dev/zero>\n" + GOOD, SPEC, [case], device="gpu")
     assert zero["status"] in ("compile_error", "compile_timeout")
     assert _sandbox_processes() == []
+
+
+def test_fallback_sandbox_without_namespaces_compiles_and_denies_grader_files(monkeypatch, secret):
+    """Where the sandbox cannot build a private root (no namespaces), Landlock still lets the
+    toolchain run and keeps every grader file unreadable to it."""
+    import functools
+    from autograder import sandbox
+    monkeypatch.setattr(grading, "Sandbox", functools.partial(sandbox.Sandbox, namespaces=False))
+    case = _case(17, 8, 3, False)
+    ok = grading.run_kernel(GOOD, SPEC, [case])
+    assert ok["status"] == "ran" and ok["runs"][0]["code"] == 0, ok
+    for payload in (f'#include "{secret}"\n', f'%:include "{secret}"\n', f'asm(".incbin \\"{secret}\\"");\n'):
+        bad = grading.run_kernel(payload + GOOD, SPEC, [case])
+        assert bad["status"] == "compile_error", bad
+        assert "GRADER_SECRET" not in bad["log"]
+    assert _sandbox_processes() == []

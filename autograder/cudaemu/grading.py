@@ -29,8 +29,8 @@ MAX_SOURCE_CHARS = 20_000
 #: Compiler output kept in the sandbox and shown to the student at most.
 LOG_CAP = 4_000
 #: Budgets: the compiler's own (inside), and the whole request (compile + every launch).
-COMPILE_TIMEOUT_S = 45.0
-REQUEST_TIMEOUT_S = 75.0
+COMPILE_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 45.0
 #: Limits of the kernel sandbox: the compiler runs under them (per process: address space,
 #: CPU seconds; for the sandbox uid: processes), and the tmpfs root caps what it can write.
 KERNEL_LIMITS = dict(cpu_s=60, memory_mb=1536, nproc=16, fsize_mb=16, nofile=64, tmpfs_mb=128)

@@ -19,6 +19,11 @@ STUB_HEADERS = ("cuda_runtime.h", "cuda.h", "device_launch_parameters.h", "cuda_
 CANARY = 0xA5
 
 
+def _devnull():
+    """/dev/null opened for READING only (Landlock, in the fallback sandbox, allows no more)."""
+    return open(os.devnull, "rb")
+
+
 def _cdecl(params: list) -> str:
     return ", ".join(ctype for _, ctype in params)
 
@@ -48,7 +53,7 @@ def _compile(cxx: str, work: str, timeout: float, log_cap: int) -> tuple[str, st
            "runtime.cpp", "thunk.cpp", "-o", "kernel.so", "-Wl,-z,defs"]
     with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen(cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            proc = subprocess.Popen(cmd, cwd=work, stdin=_devnull(), stdout=log, stderr=log,
                                     process_group=0)
         except OSError as exc:
             return "unavailable", f"cannot run the C++ compiler: {exc}"
@@ -166,7 +171,7 @@ def _compile_ptx(nvcc: str, work: str, name: str, params: list, arch: str, timeo
     cmd = [nvcc, "--ptx", f"-arch={arch}", "-w", "-I", work, "kernel_gpu.cu", "-o", "kernel.ptx"]
     with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen(cmd, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            proc = subprocess.Popen(cmd, cwd=work, stdin=_devnull(), stdout=log, stderr=log,
                                     process_group=0, preexec_fn=limit)
         except OSError as exc:
             return "unavailable", f"cannot run nvcc: {exc}"
