@@ -314,7 +314,7 @@ def _hint(got, x, y, a, n, block):
     variants = {
         "y[i] = a * x[i]: the old y[i] is not added (SAXPY updates y in place: y = a*x + y)":
             lambda: (np.float32(a) * x).astype(np.float32),
-        "y is left unchanged": lambda: y,
+        "y is left unchanged (nothing was added to it)": lambda: y,
         "a is used as an integer (declare it float)":
             lambda: ref.saxpy(float(int(a)), x, y),
         "only the first blockDim.x elements are updated (the index needs blockIdx.x * blockDim.x + threadIdx.x)":
@@ -355,9 +355,9 @@ def _check_runs(device: str, cases: list, runs: list, group: str):
             off = run["fault_offset"]
             if arg in (2, 3) and off is not None:
                 buf = names[arg]
-                size = 4 * n
-                pos = (f"{(off - size) // 4} element(s) past the end of {buf}" if off >= size
-                       else f"{-off // 4 or 1} element(s) before the start of {buf}" if off < 0
+                index = off // 4
+                pos = (f"{buf}[{index}], past the end of {buf} (n = {n})" if index >= n
+                       else f"{buf}[{index}], before the start of {buf}" if index < 0
                        else f"inside {buf}")
                 fail(f"your kernel accessed memory outside x / y ({pos}) for {where}: "
                      f"{run['message']}. Threads whose index is >= n must not touch memory.")
