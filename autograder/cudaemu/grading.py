@@ -75,7 +75,7 @@ def _driver_source() -> str:
     for name in ("launcher.py", "sandbox_driver.py"):
         text = (HERE / name).read_text(encoding="utf-8")
         parts.append("\n".join(line for line in text.splitlines() if not line.startswith("from __future__")))
-    return "\n\n".join(parts)
+    return "from __future__ import annotations\n\n" + "\n\n".join(parts)
 
 
 def _bad(status: str, reason: str, log: str = "") -> KernelRun:

@@ -54,7 +54,7 @@ def _compile(cxx: str, work: str, timeout: float, log_cap: int) -> tuple[str, st
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(cmd, cwd=work, stdin=_devnull(), stdout=log, stderr=log,
-                                    process_group=0)
+                                    preexec_fn=os.setpgrp)   # a group of its own (Python 3.10 too)
         except OSError as exc:
             return "unavailable", f"cannot run the C++ compiler: {exc}"
         status = "ok"
@@ -166,13 +166,14 @@ def _compile_ptx(nvcc: str, work: str, name: str, params: list, arch: str, timeo
 
     def limit() -> None:   # nvcc reads student text: its own, smaller address-space limit
         import resource
+        os.setpgrp()
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
 
     cmd = [nvcc, "--ptx", f"-arch={arch}", "-w", "-I", work, "kernel_gpu.cu", "-o", "kernel.ptx"]
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(cmd, cwd=work, stdin=_devnull(), stdout=log, stderr=log,
-                                    process_group=0, preexec_fn=limit)
+                                    preexec_fn=limit)
         except OSError as exc:
             return "unavailable", f"cannot run nvcc: {exc}"
         status = "ok"
