@@ -250,3 +250,30 @@ def test_fallback_sandbox_without_namespaces_compiles_and_denies_grader_files(mo
         assert bad["status"] == "compile_error", bad
         assert "GRADER_SECRET" not in bad["log"]
     assert _sandbox_processes() == []
+
+
+DO_NOTHING = {
+    "SAXPY_KERNEL": {
+        "empty string": 'SAXPY_KERNEL = ""\n',
+        "a kernel that does nothing": _kernel_cell('extern "C" __global__ void saxpy(int n, float a, const float* x, float* y) {}\n'),
+        "not a string": "SAXPY_KERNEL = 42\n",
+        "bytes": "SAXPY_KERNEL = " + repr(GOOD.encode()) + "\n",
+        "None": "SAXPY_KERNEL = None\n",
+    },
+    "tiled_matmul": {
+        "returns zeros of the right shape": "def tiled_matmul(A, B, tile=16):\n    return np.zeros((A.shape[0], B.shape[1]))\n",
+        "returns None": "def tiled_matmul(A, B, tile=16):\n    return None\n",
+        "returns a list": "def tiled_matmul(A, B, tile=16):\n    return []\n",
+        "returns A's first tile": "def tiled_matmul(A, B, tile=16):\n    return A[0:tile, 0:tile]\n",
+    },
+    "grid_size": {
+        "returns 0": "def grid_size(n, block_size):\n    return 0\n",
+        "returns None": "def grid_size(n, block_size):\n    pass\n",
+    },
+}
+
+
+@pytest.mark.parametrize("name,description", [(n, d) for n, v in DO_NOTHING.items() for d in v])
+def test_do_nothing_answers_score_zero(name, description):
+    r = _grade(name, DO_NOTHING[name][description])
+    assert r["score"] == 0, f"{name} ({description}) scored {r['score']}: {r['failures']}"
