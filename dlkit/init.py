@@ -1,11 +1,13 @@
 """Weight initialization: the scales that keep signals alive through depth.
 
-Every initializer returns a :class:`dlkit.Tensor` of shape ``(fan_in, fan_out)``, the lecture's
-``W`` in ``Z W + b`` (dtype ``float32`` unless ``dtype=`` says otherwise).
+Every initializer returns a new :class:`dlkit.Tensor` of shape ``(fan_in, fan_out)``, the
+lecture's ``W`` in ``Z W + b``, with dtype ``dtype`` (``"float32"`` by default, like PyTorch's
+weights; ``requires_grad`` False: :class:`dlkit.nn.Parameter` wraps it).
 
 Randomness comes only from ``generator`` (a ``numpy.random.Generator``); ``generator=None``
-draws from a fresh ``numpy.random.default_rng()`` (unseeded, so not reproducible).  Draws
-happen in float64 and are then cast, in this exact order (notebooks/GRADED.md):
+draws from a fresh ``numpy.random.default_rng()`` (unseeded, so not reproducible).  Each
+initializer makes exactly one draw of shape ``(fan_in, fan_out)``; values are computed in
+float64 and cast to ``dtype`` once, at the end (notebooks/GRADED.md; notebook 04 grades this):
 
 * uniform on ``[-a, a]``: ``a * (2 * generator.random(shape) - 1)``
 * normal ``N(0, std²)``:  ``std * generator.standard_normal(shape)``
