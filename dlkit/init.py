@@ -158,7 +158,7 @@ def ones(shape: Shape, dtype: str = "float32") -> Tensor:
 
 # -- variance-preserving schemes ---------------------------------------------------------------
 
-@graded("04_initialization")
+@graded("04_initialization", "xavier_uniform")
 def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0,
                    generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """Glorot/Xavier uniform: U(-a, a) with a = gain·√(6/(fan_in+fan_out)); shape (fan_in, fan_out).
@@ -172,7 +172,7 @@ def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0,
     return tensor(a * (2.0 * rng.random((fan_in, fan_out)) - 1.0), dtype=dtype)
 
 
-@graded("04_initialization")
+@graded("04_initialization", "xavier_normal")
 def xavier_normal(fan_in: int, fan_out: int, gain: float = 1.0,
                   generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """Glorot/Xavier normal: N(0, std²) with std = gain·√(2/(fan_in+fan_out)); shape (fan_in, fan_out)."""
@@ -182,7 +182,7 @@ def xavier_normal(fan_in: int, fan_out: int, gain: float = 1.0,
     return tensor(std * rng.standard_normal((fan_in, fan_out)), dtype=dtype)
 
 
-@graded("04_initialization")
+@graded("04_initialization", "kaiming_uniform")
 def kaiming_uniform(fan_in: int, fan_out: int, nonlinearity: str = "relu", mode: str = "fan_in",
                     generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """He/Kaiming uniform: U(-b, b) with b = gain·√(3/fan); shape (fan_in, fan_out).
@@ -199,7 +199,7 @@ def kaiming_uniform(fan_in: int, fan_out: int, nonlinearity: str = "relu", mode:
     return tensor(bound * (2.0 * rng.random((fan_in, fan_out)) - 1.0), dtype=dtype)
 
 
-@graded("04_initialization")
+@graded("04_initialization", "kaiming_normal")
 def kaiming_normal(fan_in: int, fan_out: int, nonlinearity: str = "relu", mode: str = "fan_in",
                    generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """He/Kaiming normal: N(0, std²) with std = gain/√fan; shape (fan_in, fan_out).
