@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import init
+from ._graded import graded
 from .autograd import Tensor, no_grad, tensor
 
 __all__ = [
@@ -262,6 +263,7 @@ def _shape_error(layer: str, expected: str, got: tuple) -> ValueError:
     return ValueError(f"{layer}: expected input of shape {expected}, got {tuple(got)}")
 
 
+@graded("05_normalization_regularization", "Linear")
 class Linear(Module):
     """Affine map ``X W + b``: X (m, in_features) → (m, out_features).
 
@@ -481,6 +483,7 @@ class Flatten(Module):
         return x.reshape((x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64))))
 
 
+@graded("05_normalization_regularization", "BatchNorm1d")
 class BatchNorm1d(Module):
     """Batch normalization over the batch axis: x (m, num_features).
 
@@ -530,6 +533,7 @@ class BatchNorm1d(Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
+@graded("05_normalization_regularization", "LayerNorm1d")
 class LayerNorm1d(Module):
     """Layer normalization over the last axis: x (..., dim).
 
@@ -557,6 +561,7 @@ class LayerNorm1d(Module):
         return f"{self.dim}, eps={self.eps}"
 
 
+@graded("05_normalization_regularization", "Dropout")
 class Dropout(Module):
     """Inverted dropout: in training, y = x·mask/(1−p) with mask = ``generator.random(x.shape) >= p``.
 
