@@ -95,7 +95,8 @@ def _linear(in_f, out_f, kwargs, generator, x, dout, initializer_scale):
     dtype = kwargs.get("dtype", "float32")
     xt, y, out["y"] = _forward(layer, x, dtype)
     if y is not None:
-        y.backward(dlkit.tensor(dout, dtype=y.dtype))
+        if y.requires_grad:   # else every .grad stays None and the check says why
+            y.backward(dlkit.tensor(dout, dtype=y.dtype))
         out["dx"], out["dW"], out["db"] = _grad(xt), _grad(layer.weight), _grad(getattr(layer, "bias", None))
     as_given = dlkit.tensor(x_private, dtype=dtype).numpy()
     out["x_unchanged"] = bool(np.array_equal(xt.numpy(), as_given) and np.array_equal(x, x_private)
@@ -119,7 +120,8 @@ def _batchnorm(d, kwargs, batches, dout, x_eval):
     xt, y, out["y_train"] = _forward(bn, batches[0], dtype)
     if y is None:
         return out
-    y.backward(dlkit.tensor(dout, dtype=y.dtype))
+    if y.requires_grad:   # else every .grad stays None and the check says why
+        y.backward(dlkit.tensor(dout, dtype=y.dtype))
     out["dx"], out["dgamma"], out["dbeta"] = _grad(xt), _grad(bn.weight), _grad(bn.bias)
     out["x_unchanged"] = bool(np.array_equal(xt.numpy(), privates[0]))
     running = []
@@ -151,7 +153,8 @@ def _layernorm(d, kwargs, x, dout):
     xt, y, out["y"] = _forward(ln, x, dtype)
     if y is None:
         return out
-    y.backward(dlkit.tensor(dout, dtype=y.dtype))
+    if y.requires_grad:   # else every .grad stays None and the check says why
+        y.backward(dlkit.tensor(dout, dtype=y.dtype))
     out["dx"], out["dgamma"], out["dbeta"] = _grad(xt), _grad(ln.weight), _grad(ln.bias)
     ln.eval()
     _, _, out["y_eval"] = _forward(ln, x, dtype, grad=False)
@@ -174,7 +177,8 @@ def _dropout(p, generator, xs, modes, dout):
         if y is None:
             return out
     # the gradient of the last call (a training-mode call in every case the checks build)
-    y.backward(dlkit.tensor(dout, dtype=y.dtype))
+    if y.requires_grad:   # else every .grad stays None and the check says why
+        y.backward(dlkit.tensor(dout, dtype=y.dtype))
     out["dx"] = _grad(xt)
     out["inputs_unchanged"] = bool(all(np.array_equal(x, q) for x, q in zip(xs, privates)))
     out["probe"] = float(generator.random())

@@ -12,8 +12,8 @@ def _linear(init_w: str = "bound * (2.0 * g.random((in_features, out_features)) 
             forward: str = "x @ self.weight + self.bias if self.bias is not None else x @ self.weight",
             bias_param: str = "dlkit.nn.Parameter(b, dtype=dtype) if bias else None",
             init_bias: str = "np.zeros(out_features)") -> str:
-    draws = (f"        W = {init_w}\n        b = {init_b}\n" if order == "wb"
-             else f"        b = {init_b}\n        W = {init_w}\n")
+    draws = (f"            W = {init_w}\n            b = {init_b}\n" if order == "wb"
+             else f"            b = {init_b}\n            W = {init_w}\n")
     return f'''
 class Linear(dlkit.nn.Module):
     def __init__(self, in_features, out_features, bias=True, generator=None, dtype="float32", initializer=None):
@@ -164,8 +164,8 @@ BatchNorm1d = dlkit.nn.BatchNorm1d
         "forgets gamma in dx": _bnb(dxhat="dout"),
         "uses m - 1 in the variance term": _bnb(
             dx="inv * (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).sum(axis=0) / (x.shape[0] - 1))"),
-        "modifies dout in place": _bnb(pre="    dout *= 1.0\n    dout[0] = dout[0] + 0.0\n    x -= 0.0\n    x[...] = x - x.mean(axis=0) + x.mean(axis=0) * 0 + x.mean(axis=0)\n"
-                                       if False else "    x -= x.mean(axis=0)\n"),
+        "centres x in place (x -= mean): right gradients, but the caller's x is changed": _bnb(
+            pre="    x -= x.mean(axis=0)\n"),
         "shortcut: autodiff through dlkit (not allowed: imports policy numpy)": '''
 def batchnorm_backward(dout, x, gamma, eps=1e-5):
     import dlkit
@@ -203,7 +203,7 @@ def batchnorm_backward(dout, x, gamma, eps=1e-5):
         "eval mode scales by (1 - p) (non-inverted convention)": _drop(eval_="x * (1 - self.p) if self.p else x",
                                                                        cond="not self.training or self.p == 0"),
         "re-seeds: a copy of the generator's state every call": _drop(
-            draw_gen="np.random.Generator(np.random.PCG64()) if False else __import__('copy').deepcopy(self.generator)"),
+            draw_gen="__import__('copy').deepcopy(self.generator)"),
         "ignores the given generator": _drop(generator="np.random.default_rng(0)"),
         "shortcut: derives from the library's Dropout": '''
 class Dropout(dlkit.nn.Dropout):
