@@ -15,6 +15,10 @@ objects that are not Modules are not walked (a set has no stable order).  :class
 the same.  Buffers (running statistics, saved but not trained) are registered with
 :meth:`Module.register_buffer`.
 
+:class:`Linear`, :class:`BatchNorm1d`, :class:`LayerNorm1d` and :class:`Dropout` are pieces students
+write in notebook 05 (marked ``@graded``): in the student kit they forward to the student's own
+classes (``dlkit.student.plug``), so :class:`MLP` and everything built on it runs the student's layers.
+
 Conventions (keywords where references differ):
 
 * ``BatchNorm1d``: running = (1 − momentum)·running + momentum·batch (PyTorch's direction;
