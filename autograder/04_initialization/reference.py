@@ -2,8 +2,7 @@
 
 Draw order (notebooks/GRADED.md): uniform ``a * (2 * generator.random(shape) - 1)``, normal
 ``std * generator.standard_normal(shape)``, shape ``(fan_in, fan_out)``, computed in float64 and
-returned as a ``dlkit.Tensor`` of the requested dtype (float32 by default).  ``ANSWERS`` are
-correct variants written differently from the notebook's solutions (they must keep full marks).
+returned as a ``dlkit.Tensor`` of the requested dtype (float32 by default).
 """
 from __future__ import annotations
 
@@ -33,35 +32,3 @@ def kaiming_uniform_bound(fan_in, fan_out, nonlinearity="relu", mode="fan_in"):
 
 def kaiming_normal_std(fan_in, fan_out, nonlinearity="relu", mode="fan_in"):
     return GAINS[nonlinearity] / math.sqrt(_fan(fan_in, fan_out, mode))
-
-
-
-ANSWERS: dict[str, str] = {
-    "xavier_uniform": '''
-def xavier_uniform(fan_in, fan_out, gain=1.0, generator=None, dtype="float32"):
-    generator = generator if generator is not None else np.random.default_rng()
-    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return dlkit.tensor(a * (2 * generator.random((fan_in, fan_out)) - 1), dtype=dtype)
-''',
-    "xavier_normal": '''
-def xavier_normal(fan_in, fan_out, gain=1.0, generator=None, dtype="float32"):
-    generator = generator if generator is not None else np.random.default_rng()
-    z = generator.standard_normal((fan_in, fan_out))
-    return dlkit.tensor(gain * math.sqrt(2.0 / (fan_in + fan_out)) * z, dtype=dtype)
-''',
-    "kaiming_uniform": '''
-def kaiming_uniform(fan_in, fan_out, nonlinearity="relu", mode="fan_in", generator=None, dtype="float32"):
-    generator = generator if generator is not None else np.random.default_rng()
-    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
-    bound = dlkit.init.calculate_gain(nonlinearity) * math.sqrt(3.0 / fan)
-    r = generator.random((fan_in, fan_out))
-    return dlkit.tensor(2 * bound * r - bound, dtype=dtype)
-''',
-    "kaiming_normal": '''
-def kaiming_normal(fan_in, fan_out, nonlinearity="relu", mode="fan_in", generator=None, dtype="float32"):
-    generator = generator if generator is not None else np.random.default_rng()
-    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
-    std = dlkit.init.calculate_gain(nonlinearity) / math.sqrt(fan)
-    return dlkit.tensor(std * generator.standard_normal((fan_in, fan_out)), dtype=dtype)
-''',
-}

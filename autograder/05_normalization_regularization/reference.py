@@ -1,8 +1,7 @@
 """Trusted reference for 05_normalization_regularization (hidden checks only; never sent to the sandbox).
 
 Closed forms in float64 for what the student's dlkit Modules must compute, and for the gradients the
-student's engine must produce through them; ``ANSWERS`` are correct answer cells written differently
-from the notebook's solutions (they must keep full marks).
+student's engine must produce through them.
 """
 from __future__ import annotations
 
@@ -122,100 +121,3 @@ def linear_init(in_features, out_features, seed, bias=True):
     W = bound * (2.0 * g.random((in_features, out_features)) - 1.0)
     b = bound * (2.0 * g.random((out_features,)) - 1.0) if bias else None
     return W, b
-
-
-ANSWERS: dict[str, str] = {
-    "Linear": '''
-class Linear(dlkit.nn.Module):
-    def __init__(self, in_features, out_features, bias=True, generator=None, dtype="float32", initializer=None):
-        self.in_features, self.out_features = in_features, out_features
-        g = generator if generator is not None else np.random.default_rng()
-        if initializer is not None:
-            W = initializer(in_features, out_features, generator=g)
-            self.weight = dlkit.nn.Parameter(W.numpy() if isinstance(W, dlkit.Tensor) else W, dtype=dtype)
-            self.bias = dlkit.nn.Parameter(np.zeros(out_features), dtype=dtype) if bias else None
-        else:
-            self.weight = dlkit.nn.Parameter(dlkit.init.lecun_uniform(in_features, out_features, generator=g,
-                                                                     dtype="float64"), dtype=dtype)
-            k = 1 / math.sqrt(in_features)
-            self.bias = dlkit.nn.Parameter(k * (2 * g.random(out_features) - 1), dtype=dtype) if bias else None
-
-    def forward(self, x):
-        if not isinstance(x, dlkit.Tensor):
-            x = dlkit.tensor(np.asarray(x), dtype=self.weight.dtype)
-        y = x @ self.weight
-        if self.bias is None:
-            return y
-        return y + self.bias
-''',
-    "BatchNorm1d": '''
-class BatchNorm1d(dlkit.nn.Module):
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, unbiased_running_var=True, dtype="float32"):
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.unbiased_running_var = unbiased_running_var
-        self.weight = dlkit.nn.Parameter(np.ones(num_features), dtype=dtype)
-        self.bias = dlkit.nn.Parameter(np.zeros(num_features), dtype=dtype)
-        self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
-        self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
-
-    def forward(self, x):
-        if not self.training:
-            return self.weight * ((x - self.running_mean) / (self.running_var + self.eps) ** 0.5) + self.bias
-        m = x.shape[0]
-        mu = x.sum(axis=0) / m
-        d = x - mu
-        var = (d ** 2).sum(axis=0) / m
-        y = d * (var + self.eps) ** -0.5
-        mu_np, var_np = mu.numpy(), var.numpy()
-        if self.unbiased_running_var:
-            var_np = var_np * m / (m - 1)
-        a = self.momentum
-        self.running_mean = dlkit.tensor(self.running_mean.numpy() + a * (mu_np - self.running_mean.numpy()),
-                                         dtype=self.running_mean.dtype)
-        self.running_var = dlkit.tensor(self.running_var.numpy() + a * (var_np - self.running_var.numpy()),
-                                        dtype=self.running_var.dtype)
-        return y * self.weight + self.bias
-''',
-    "batchnorm_backward": '''
-def batchnorm_backward(dout, x, gamma, eps=1e-5):
-    m = x.shape[0]
-    mu = x.sum(axis=0) / m
-    xc = x - mu
-    std = np.sqrt((xc ** 2).sum(axis=0) / m + eps)
-    xhat = xc / std
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * xhat).sum(axis=0)
-    dxhat = dout * gamma
-    dx = (m * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (m * std)
-    return dx, dgamma, dbeta
-''',
-    "LayerNorm1d": '''
-class LayerNorm1d(dlkit.nn.Module):
-    def __init__(self, dim, eps=1e-5, dtype="float32"):
-        self.dim, self.eps = dim, eps
-        self.weight = dlkit.nn.Parameter(np.ones(dim), dtype=dtype)
-        self.bias = dlkit.nn.Parameter(np.zeros(dim), dtype=dtype)
-
-    def forward(self, x):
-        n = x.shape[-1]
-        mu = x.sum(axis=-1, keepdims=True) / n
-        centered = x - mu
-        std = ((centered * centered).sum(axis=-1, keepdims=True) / n + self.eps) ** 0.5
-        return self.weight * (centered / std) + self.bias
-''',
-    "Dropout": '''
-class Dropout(dlkit.nn.Module):
-    def __init__(self, p=0.5, generator=None):
-        if not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = p
-        self.generator = np.random.default_rng() if generator is None else generator
-
-    def forward(self, x):
-        if self.training and self.p > 0:
-            keep = self.generator.random(x.shape) >= self.p
-            scale = np.where(keep, 1.0 / (1.0 - self.p), 0.0)
-            return x * dlkit.tensor(scale, dtype=x.dtype)
-        return x
-''',
-}
