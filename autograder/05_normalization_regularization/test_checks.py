@@ -102,6 +102,9 @@ def _linear(in_f, out_f, kwargs, generator, x, dout, initializer_scale):
     out["x_unchanged"] = bool(np.array_equal(xt.numpy(), as_given) and np.array_equal(x, x_private)
                               and np.array_equal(dout, dout_private))
     return out
+
+
+_LOADS = lambda: Linear   # the harness loads the answer cells whose names the driver mentions
 '''
 
 _BATCHNORM = _MODULE_TOOLS + r'''
@@ -139,6 +142,9 @@ def _batchnorm(d, kwargs, batches, dout, x_eval):
     _, _, out["y_train_again"] = _forward(bn, batches[0], dtype, grad=False)
     out["inputs_unchanged"] = bool(all(np.array_equal(b, p) for b, p in zip(batches, privates)))
     return out
+
+
+_LOADS = lambda: BatchNorm1d   # the harness loads the answer cells whose names the driver mentions
 '''
 
 _LAYERNORM = _MODULE_TOOLS + r'''
@@ -160,6 +166,9 @@ def _layernorm(d, kwargs, x, dout):
     _, _, out["y_eval"] = _forward(ln, x, dtype, grad=False)
     out["x_unchanged"] = bool(np.array_equal(xt.numpy(), x_private) and np.array_equal(x, x_private))
     return out
+
+
+_LOADS = lambda: LayerNorm1d   # the harness loads the answer cells whose names the driver mentions
 '''
 
 _DROPOUT = _MODULE_TOOLS + r'''
@@ -183,6 +192,9 @@ def _dropout(p, generator, xs, modes, dout):
     out["inputs_unchanged"] = bool(all(np.array_equal(x, q) for x, q in zip(xs, privates)))
     out["probe"] = float(generator.random())
     return out
+
+
+_LOADS = lambda: Dropout   # the harness loads the answer cells whose names the driver mentions
 '''
 
 _BN_BACKWARD = r'''
@@ -215,6 +227,9 @@ def _bn_backward(dout, x, gamma, eps, allowed):
 def types_function():
     import types
     return types.FunctionType
+
+
+_LOADS = lambda: batchnorm_backward   # the harness loads the answer cells whose names the driver mentions
 '''
 
 _NUMPY_POLICY = tuple(__import__("dlkit.student", fromlist=["POLICIES"]).POLICIES["numpy"])
