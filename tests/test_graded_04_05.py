@@ -350,3 +350,32 @@ def test_plug_refuses_an_autodiff_batchnorm_backward_written_in_a_cell(tmp_path)
     with pytest.raises(student.ImportPolicyError, match="imports policy `numpy`"):
         student.plug("batchnorm_backward", ns["batchnorm_backward"])
     student.reset()
+
+
+# -- the same shortcuts through the real, sandboxed harness (a sample: a sandbox per submission) ----
+
+SANDBOX_SAMPLE = [(A04, "xavier_normal", "dlkit.init.normal"), (A05, "BatchNorm1d", "alias of nn.BatchNorm1d"),
+                  (A05, "Dropout", "a Module wrapping nn.Dropout"),
+                  (A05, "batchnorm_backward", "dlkit's autodiff (import dlkit)")]
+
+
+@pytest.fixture(scope="module")
+def kit_dir(tmp_path_factory):
+    from autograder.release import student_dlkit
+    return str(student_dlkit(tmp_path_factory.mktemp("kit")))
+
+
+@pytest.mark.parametrize("assignment,name,description", SANDBOX_SAMPLE,
+                         ids=[f"{n}-{d}" for _, n, d in SANDBOX_SAMPLE])
+def test_shortcut_scores_zero_in_the_sandbox(assignment, name, description, kit_dir, tmp_path):
+    from autograder import harness
+    from tests.test_autograder_checks import write_notebook
+    cells = dict(notebook_answers(assignment))
+    cells[name] = (SHORTCUTS_04 if assignment == A04 else SHORTCUTS_05)[name][description]
+    result = harness.grade_notebook(assignment, write_notebook(cells, tmp_path / "nb.ipynb"),
+                                    student_dlkit=kit_dir, in_process=False)
+    assert not result["staff_notes"], result["staff_notes"]
+    functions = result["functions"]
+    assert functions[name]["score"] == 0 < functions[name]["max_score"], functions[name]
+    others = {k: v for k, v in functions.items() if k != name and v["score"] != v["max_score"]}
+    assert not others, f"the other pieces keep full marks: {others}"
