@@ -113,6 +113,15 @@ def test_graded_pieces_are_the_pieces_graded_md_lists():
     assert len(keys) == len(set(keys)), "two dlkit objects claim the same piece"
 
 
+def test_every_graded_piece_has_an_answer_cell_so_its_pack_is_complete():
+    missing = []
+    for qualname, (assignment, piece) in release.graded_pieces().items():
+        path = REPO / "notebooks" / assignment / f"{assignment}.ipynb"
+        if not path.is_file() or piece not in student.answer_cells(student.read_notebook(path)):
+            missing.append(f"{qualname} ({assignment}:{piece})")
+    assert not missing, f"graded pieces without an answer cell (their pack would lack them): {missing}"
+
+
 @pytest.fixture(scope="module")
 def student_kit(tmp_path_factory) -> Path:
     kit = release.student_dlkit(tmp_path_factory.mktemp("kit"))
