@@ -354,7 +354,8 @@ def test_plug_refuses_an_autodiff_batchnorm_backward_written_in_a_cell(tmp_path)
 
 # -- the same shortcuts through the real, sandboxed harness (a sample: a sandbox per submission) ----
 
-SANDBOX_SAMPLE = [(A04, "xavier_normal", "dlkit.init.normal"), (A05, "BatchNorm1d", "alias of nn.BatchNorm1d"),
+SANDBOX_SAMPLE = [(A04, "xavier_normal", "dlkit.init.normal"), (A04, "xavier_uniform", "the kit's own stand-in"),
+                  (A05, "BatchNorm1d", "alias of nn.BatchNorm1d"),
                   (A05, "Dropout", "a Module wrapping nn.Dropout"),
                   (A05, "batchnorm_backward", "dlkit's autodiff (import dlkit)")]
 
