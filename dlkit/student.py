@@ -324,9 +324,14 @@ _notebook_misses: dict[tuple, str] = {}  # (path, mtime, size, name) -> why it d
 _local = threading.local()
 
 
+#: The grader's copy of the kit carries this marker file (``autograder.harness.build_student_edition``).
+_GRADER_KIT = (Path(__file__).resolve().parent / "_grader_kit").is_file()
+
+
 def grading() -> bool:
-    """True inside the grading sandbox (``DLKIT_GRADING=1``)."""
-    return os.environ.get("DLKIT_GRADING", "") not in ("", "0")
+    """True inside the grading sandbox: ``DLKIT_GRADING=1``, or this dlkit is the grader's copy of
+    the kit (which is mounted read-only there, so student code cannot switch it off)."""
+    return _GRADER_KIT or os.environ.get("DLKIT_GRADING", "") not in ("", "0")
 
 
 def _library_name(assignment: str, name: str) -> str:

@@ -259,6 +259,7 @@ def test_grading_mode_uses_only_plugged_pieces_and_the_given_packs(kit, tmp_path
 def test_grading_mode_finds_packs_baked_into_the_kit(kit, tmp_path, monkeypatch):
     baked = Path(student.__file__).resolve().parent / "_packs"
     assert not baked.exists(), "the instructor dlkit must not hold baked packs"
+    assert not student._GRADER_KIT and not (baked.parent / "_grader_kit").exists()
     monkeypatch.setenv("DLKIT_GRADING", "1")
     monkeypatch.setattr(student, "__file__", str(tmp_path / "kitcopy" / "dlkit" / "student.py"))
     write_pack(tmp_path / "kitcopy" / "dlkit" / "_packs")
