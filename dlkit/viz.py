@@ -221,45 +221,53 @@ def _plugged_name(node: Any) -> str | None:
 
 
 class _UnfinishedTask:
-    """IPython AST transformer: a visible test cell (it ends with ``dlkit.student.plug``) whose
-    run raises ``NotImplementedError`` reports "not done yet" instead of failing the cell."""
+    """IPython AST transformer: a check cell (a visible test cell: it has top-level ``assert``
+    statements or ends with ``dlkit.student.plug``) whose run raises ``NotImplementedError``
+    reports "not done yet" instead of failing the cell."""
 
     def visit(self, tree: Any) -> Any:
         import ast
 
-        names = [n for n in map(_plugged_name, getattr(tree, "body", [])) if n]
-        if not names:
+        body = getattr(tree, "body", [])
+        plugged = [n for n in map(_plugged_name, body) if n]
+        if not plugged and not any(isinstance(node, ast.Assert) for node in body):
             return tree
+        name = plugged[-1] if plugged else None
         handler = ast.parse(
             "try:\n    pass\n"
             "except NotImplementedError as _dlkit_unfinished:\n"
-            f"    __import__('dlkit.viz').viz._report_unfinished({names[-1]!r}, _dlkit_unfinished)\n"
+            f"    __import__('dlkit.viz').viz._report_unfinished({name!r}, _dlkit_unfinished)\n"
         ).body[0]
-        last = tree.body[-1].end_lineno or tree.body[-1].lineno
+        last = body[-1].end_lineno or body[-1].lineno
         for node in ast.walk(handler):  # tracebacks keep the cell's own line numbers
             if hasattr(node, "lineno"):
                 node.lineno = node.end_lineno = last
-        handler.body = tree.body
+        handler.body = body
         tree.body = [handler]
         return ast.fix_missing_locations(tree)
 
 
-def _report_unfinished(name: str, exc: BaseException) -> None:
+def _report_unfinished(name: str | None, exc: BaseException) -> None:
     """Show an unfinished task as an error output (nbgrader scores it 0, it is red) while the cell
     itself succeeds, so "Run All" continues to the next cell."""
+    if name is None:  # the function that raised: the stub's own name, or the piece not done
+        name = getattr(exc, "piece", "") or None
+        tb = exc.__traceback__
+        while name is None and tb is not None:
+            if tb.tb_next is None:
+                name = tb.tb_frame.f_code.co_name
+            tb = tb.tb_next
     detail = str(exc).strip() or "its answer cell still raises NotImplementedError"
-    text = (f"not done yet: {name} — {detail}. Its checks did not run and it was not plugged in; "
-            f"the cells below run without it.")
+    text = f"{name} — {detail}. Its checks did not run; the cells below go on without it."
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - only called from inside IPython
-        print(text)
-        return
-    shell = get_ipython()
+        get_ipython = None
+    shell = get_ipython() if get_ipython is not None else None
     if shell is None:
-        print(text)
+        print(f"not done yet: {text}")
         return
-    shell._showtraceback(type(exc), exc, [f"\x1b[1;33mnot done yet\x1b[0m: {text[14:]}"])
+    shell._showtraceback(type(exc), exc, [f"\x1b[1;33mnot done yet\x1b[0m: {text}"])
 
 
 def continue_past_unfinished() -> bool:
