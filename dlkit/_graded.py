@@ -11,11 +11,12 @@ from typing import Callable, TypeVar
 F = TypeVar("F", bound=Callable)
 
 
-def graded(assignment: str) -> Callable[[F], F]:
+def graded(assignment: str, name: str | None = None) -> Callable[[F], F]:
     """Record that ``assignment`` asks students to implement the decorated function."""
 
     def mark(fn: F) -> F:
         fn.__dlkit_graded__ = assignment
+        fn.__dlkit_piece__ = name or fn.__name__
         return fn
 
     return mark
