@@ -111,3 +111,26 @@ def test_closed_forms_agree_with_central_differences():
                 fm = ref.graph_forward(ref.with_values(spec, {i: xm}))[out]
                 num[idx] = np.sum(seed * (fp - fm)) / 2e-6
             np.testing.assert_allclose(grads[i], num, rtol=1e-6, atol=1e-8)
+
+
+def test_shortcuts_score_zero_in_the_sandbox(tmp_path):
+    """Through the real harness and the student kit: every shortcut piece scores 0, every other
+    piece (the reference) keeps full marks."""
+    from autograder import harness
+    from autograder.release import student_dlkit
+    from tests.test_autograder_checks import write_notebook
+
+    cells = dict(base_answers(ID))
+    shortcuts = {n: src for n, src in MUTANTS_MODULE.SHORTCUTS.items()
+                 if n != "sum_to_shape"}      # the VJPs that use it would lose their points too
+    cells.update(shortcuts)
+    write_notebook(cells, tmp_path / f"{ID}.ipynb")
+    kit = student_dlkit(tmp_path / "kit")
+    result = harness.grade_notebook(ID, tmp_path / f"{ID}.ipynb", student_dlkit=str(kit),
+                                    in_process=False)
+    assert not result["staff_notes"], result["staff_notes"]
+    for name, f in result["functions"].items():
+        if name in shortcuts:
+            assert f["score"] == 0, (name, f)
+        else:
+            assert f["score"] == f["max_score"] > 0, (name, f)

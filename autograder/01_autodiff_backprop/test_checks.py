@@ -1,7 +1,7 @@
 """Hidden checks for 01_autodiff_backprop: the reverse-mode engine and the VJPs of the core ops.
 
 Every answer is a piece of dlkit (notebooks/GRADED.md), so the checks drive it the way dlkit
-does: a trusted driver (``DRIVER``, run in the sandbox beside the student's definitions) builds
+does: a trusted driver (``COMMON`` + one entry, run in the sandbox beside the student's definitions) builds
 tensors and graphs, calls the student's piece and sends back plain data (arrays, indices,
 flags).  All expected values are computed here, in the trusted process, in numpy: closed forms
 checked against central differences (``reference.py``).  The engine is exercised on graphs of
@@ -20,7 +20,7 @@ from autograder.api import check, expect_array, fail, load_reference
 
 ref = load_reference(__file__)
 
-DRIVER = r'''
+COMMON = r'''
 import numpy as np
 import dlkit
 from dlkit.autograd import Op, Tensor
@@ -75,6 +75,23 @@ _MAKE = {"sin": lambda c: _Sin(), "cos": lambda c: _Cos(), "emul": lambda c: _EM
          "total": lambda c: _Total()}
 
 
+def _plug_own(*names):
+    """The library path calls the student's own earlier pieces (as the notebook's plugs do)."""
+    for name in names:
+        obj = globals().get(name)
+        if callable(obj):
+            try:
+                dlkit.student.plug(name, obj)
+            except Exception:          # e.g. the library's own stand-in: left unplugged
+                pass
+
+
+def _same_shape_sum(self, g, node):
+    # the engine's sums of contributions are Adds of two equal shapes; differentiating them
+    # (create_graph) must not depend on the student's add_gradient
+    return g, g
+
+
 def _build(spec):
     ts = []
     for node in spec:
@@ -111,6 +128,9 @@ def _desc(x, targets=()):
             "reaches": _reaches(x, targets) if targets else []}
 
 
+'''
+
+TOPO = r'''
 def topo(spec, out):
     ts = _build(spec)
     order = topological_order(ts[out])
@@ -119,8 +139,9 @@ def topo(spec, out):
     index = {id(t): i for i, t in enumerate(ts)}
     return {"type": "list", "items": [index.get(id(t), -1) if isinstance(t, Tensor) else -2
                                       for t in order]}
+'''
 
-
+CHAIN = r'''
 def chain(n):
     x = dlkit.tensor(np.ones(2), requires_grad=True, dtype="float64")
     ts = [x]
@@ -129,13 +150,17 @@ def chain(n):
     order = topological_order(ts[-1])
     index = {id(t): i for i, t in enumerate(ts)}
     return [index.get(id(t), -1) for t in order] if isinstance(order, (list, tuple)) else None
+'''
 
-
+SWEEP = r'''
 def sweep(spec, out, seed, create_graph, weights=None):
     ts = _build(spec)
     leaf_before = [t.numpy() for t in ts]
-    g = dlkit.tensor(np.asarray(seed), dtype="float64")
+    g = dlkit.tensor(np.asarray(seed, dtype=np.float64).reshape(ts[out].shape), dtype="float64")
     g_before = g.numpy()
+    _plug_own("topological_order")
+    if weights is not None:
+        dlkit.student.plug("add_gradient", _same_shape_sum)
     ambient = bool(len(spec) % 2) and not create_graph      # the sweep must set the mode itself
     with dlkit.autograd.set_grad_enabled(ambient):
         grads = backward_sweep(ts[out], g, create_graph)
@@ -153,24 +178,31 @@ def sweep(spec, out, seed, create_graph, weights=None):
         for i, w in weights:
             gi = grads.get(ts[i])
             if isinstance(gi, Tensor):
-                term = _Total()(_EMul()(gi, dlkit.tensor(np.asarray(w), dtype="float64")))
+                w = dlkit.tensor(np.asarray(w, dtype=np.float64).reshape(gi.shape), dtype="float64")
+                term = _Total()(_EMul()(gi, w))
                 total = term if total is None else _Plus()(total, term)
         if total is None or not total.requires_grad:
             res["second"] = "not recorded"
         else:
-            second = backward_sweep(total, dlkit.tensor(1.0, dtype="float64"), False)
+            try:
+                second = backward_sweep(total, dlkit.tensor(1.0, dtype="float64"), False)
+            finally:
+                dlkit.student.reset()           # the stand-in add gradient is for this call only
             res["second"] = [[index.get(id(k), -1), _desc(v)] for k, v in second.items()
                              if isinstance(k, Tensor)] if isinstance(second, dict) else "not a dict"
     return res
+'''
 
-
-def vjp(fname, kind, params, arrays, requires, G, record):
-    fn = globals()[fname]
-    ts = [dlkit.tensor(np.asarray(a), requires_grad=bool(r), dtype="float64")
-          for a, r in zip(arrays, requires)]
+VJP = r'''
+def vjp(kind, params, arrays, shapes, requires, G, record):
+    _plug_own("sum_to_shape")
+    fn = TARGET
+    ts = [dlkit.tensor(np.asarray(a, dtype=np.float64).reshape(tuple(s)), requires_grad=bool(r),
+                       dtype="float64") for a, s, r in zip(arrays, shapes, requires)]
     op = getattr(dlkit.ops, kind)(*[tuple(p) if isinstance(p, list) else p for p in params])
     node = op(*ts)
-    g = dlkit.tensor(np.asarray(G), requires_grad=record, dtype="float64")
+    g = dlkit.tensor(np.asarray(G, dtype=np.float64).reshape(node.shape), requires_grad=record,
+                     dtype="float64")
     node_before = node.numpy()
     with dlkit.autograd.set_grad_enabled(record):
         out = fn(op, g, node)
@@ -179,16 +211,37 @@ def vjp(fname, kind, params, arrays, requires, G, record):
     if isinstance(out, (tuple, list)):
         res["items"] = [_desc(x, ts + [g]) for x in out]
     return res
+'''
 
-
-def to_shape(fname, G, shape, record):
+TO_SHAPE = r'''
+def to_shape(G, shape, record):
     g = dlkit.tensor(np.asarray(G), requires_grad=record, dtype="float64")
     with dlkit.autograd.set_grad_enabled(record):
-        out = globals()[fname](g, tuple(shape))
+        out = TARGET(g, tuple(shape))
     return {"out": _desc(out, [g]), "g_after": g.numpy()}
 '''
 
+
+def driver(entry: str, target: str | None = None) -> str:
+    """The driver source for one entry point: the common ops and helpers, the entry, and (for the
+    VJPs) ``TARGET``, bound to the student's piece by name (so the harness loads that cell)."""
+    return COMMON + entry + (f"\n\nTARGET = {target}\n" if target else "")
+
+
 RTOL, ATOL = 1e-7, 1e-9
+
+
+def _arr(d: dict) -> np.ndarray:
+    """A described tensor's values in its own shape (the wire sends 0-d arrays as shape (1,))."""
+    a = np.asarray(d["array"])
+    shape = tuple(d["shape"])
+    return a.reshape(shape) if a.size == int(np.prod(shape)) else a
+
+
+def _same(a, b) -> bool:
+    """Equal values, whatever the wire did to 0-d shapes."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.size == b.size and np.array_equal(a.ravel(), b.ravel())
 
 
 def _close(got, want):
@@ -269,10 +322,10 @@ def test_topological_order_small_graphs(student):
                        ("a tensor used at two depths", _uneven()),
                        ("a graph with constants", _with_none())]:
         out = len(spec) - 1
-        _order_ok(spec, out, student.run(DRIVER, "topo", spec, out), name)
+        _order_ok(spec, out, student.run(driver(TOPO), "topo", spec, out), name)
     # the order of an intermediate tensor holds only what reaches it
     spec = _uneven()
-    _order_ok(spec, 3, student.run(DRIVER, "topo", spec, 3), "ordering an intermediate tensor")
+    _order_ok(spec, 3, student.run(driver(TOPO), "topo", spec, 3), "ordering an intermediate tensor")
 
 
 @check("topological_order", points=1)
@@ -281,13 +334,13 @@ def test_topological_order_random_graphs(student):
         out = len(spec) - 1
         if not ref.requires(spec)[out]:
             continue
-        _order_ok(spec, out, student.run(DRIVER, "topo", spec, out), f"random graph {k}")
+        _order_ok(spec, out, student.run(driver(TOPO), "topo", spec, out), f"random graph {k}")
 
 
 @check("topological_order", points=1, timeout=10)
 def test_topological_order_deep_chain(student):
     n = 3000
-    got = student.run(DRIVER, "chain", n)
+    got = student.run(driver(CHAIN), "chain", n)
     if got is None:
         fail("topological_order should return a list of tensors.")
     if got != list(range(n + 1)):
@@ -334,7 +387,7 @@ def _sweep_ok(spec, out, seed, create_graph, result, what, weights=None):
         if d is None or d.get("type") != "Tensor":
             fail(f"the gradient of a tensor is a {None if d is None else d.get('type')}, "
                  f"expected a Tensor ({what}).")
-        g = d["array"]
+        g = _arr(d)
         if tuple(d["shape"]) != w.shape:
             fail(f"a gradient has shape {tuple(d['shape'])}, expected {w.shape}: each gradient "
                  f"has the shape of its tensor ({what}).")
@@ -359,7 +412,7 @@ def _sweep_ok(spec, out, seed, create_graph, result, what, weights=None):
             fail(f"backward_sweep did not return a dict when differentiating a gradient ({what}).")
         got2 = {i: d for i, d in second if i >= 0 and d is not None and d.get("type") == "Tensor"}
         for i, w in expect.items():
-            g = got2[i]["array"] if i in got2 else np.zeros_like(w)
+            g = _arr(got2[i]) if i in got2 else np.zeros_like(w)
             if g.shape != w.shape or not np.allclose(g, w, rtol=1e-5, atol=1e-6):
                 fail(f"second derivatives are wrong: the gradients that backward_sweep returns "
                      f"with create_graph=True do not differentiate correctly ({what}).",
@@ -374,7 +427,7 @@ def test_backward_sweep_diamonds_and_reuse(student):
         seed = np.ones(ref.graph_forward(spec)[out].shape)
         if spec[out][0] != "total":
             seed = np.random.default_rng(len(spec)).standard_normal(seed.shape)
-        r = student.run(DRIVER, "sweep", spec, out, seed, False)
+        r = student.run(driver(SWEEP), "sweep", spec, out, seed, False)
         _sweep_ok(spec, out, seed, False, r, name)
 
 
@@ -383,7 +436,7 @@ def test_backward_sweep_none_gradients_and_constants(student):
     spec = _with_none()
     out = len(spec) - 1
     seed = np.array([0.7, -1.3])
-    r = student.run(DRIVER, "sweep", spec, out, seed, False)
+    r = student.run(driver(SWEEP), "sweep", spec, out, seed, False)
     _sweep_ok(spec, out, seed, False, r, "an op whose gradient is None for one input, "
                                          "and a constant")
 
@@ -396,12 +449,12 @@ def test_backward_sweep_random_graphs(student):
         if not ref.requires(spec)[out]:
             continue
         seed = rng.standard_normal((2, 2))
-        r = student.run(DRIVER, "sweep", spec, out, seed, False)
+        r = student.run(driver(SWEEP), "sweep", spec, out, seed, False)
         _sweep_ok(spec, out, seed, False, r, f"random graph {k} with a random out_grad")
         mids = sorted(i for i in ref.reachable(spec, out) if spec[i][0] != "leaf" and i != out)
         if mids:
             mid = mids[-1]
-            r = student.run(DRIVER, "sweep", spec, mid, seed, False)
+            r = student.run(driver(SWEEP), "sweep", spec, mid, seed, False)
             _sweep_ok(spec, mid, seed, False, r, f"random graph {k}, from an intermediate tensor")
 
 
@@ -418,7 +471,7 @@ def test_backward_sweep_create_graph(student):
         seed = np.ones(ref.graph_forward(spec)[out].shape)
         leaves = [i for i, n in enumerate(spec) if n[0] == "leaf" and n[2]]
         weights = [(i, rng.standard_normal(np.shape(spec[i][1]))) for i in leaves]
-        r = student.run(DRIVER, "sweep", spec, out, seed, True, weights)
+        r = student.run(driver(SWEEP), "sweep", spec, out, seed, True, weights)
         _sweep_ok(spec, out, seed, True, r, f"{name}, create_graph=True", weights=weights)
 
 
@@ -439,7 +492,8 @@ def _vjp_cases_ok(student, fname, kind, cases, dependencies):
         what = f"{kind} of input(s) of shape {shapes}" + (f" with {params}" if params else "")
         for record in (False, True):
             req = requires if not record else [True] * len(arrays)
-            r = student.run(DRIVER, "vjp", fname, kind, params, arrays, req, G, record)
+            r = student.run(driver(VJP, fname), "vjp", kind, params, arrays,
+                            [list(a.shape) for a in arrays], req, G, record)
             if "items" not in r:
                 fail(f"{fname} should return a tuple with one gradient per input of the op; it "
                      f"returned a {r['type']} ({what}).")
@@ -462,7 +516,7 @@ def _vjp_cases_ok(student, fname, kind, cases, dependencies):
                 if d["dtype"] != "float64":
                     fail(f"{fname}: {name} has dtype {d['dtype']}; the inputs are float64 "
                          f"({what}).")
-                got = expect_array(d["array"], shape=w.shape, name=f"{name} ({what})")
+                got = expect_array(_arr(d), shape=w.shape, name=f"{name} ({what})")
                 if not _close(got, w):
                     fail(f"{fname}: {name} is wrong ({what}).", got=got, expected=w)
                 if record:
@@ -473,10 +527,10 @@ def _vjp_cases_ok(student, fname, kind, cases, dependencies):
                              f"{' and '.join(names)} ({what}): with create_graph=True it must be "
                              f"differentiable again (no .numpy(), .detach() or new tensors made "
                              f"from values).")
-            if any(not np.array_equal(a, b) for a, b in zip(r["inputs_after"], arrays)) \
-                    or not np.array_equal(r["g_after"], G):
+            if any(not _same(a, b) for a, b in zip(r["inputs_after"], arrays)) \
+                    or not _same(r["g_after"], G):
                 fail(f"{fname} modified its inputs or out_grad in place ({what}).")
-            if not np.array_equal(r["node_after"], r["node_before"]):
+            if not _same(r["node_after"], r["node_before"]):
                 fail(f"{fname} modified the op's output (node) in place ({what}).")
 
 
@@ -509,7 +563,7 @@ def test_sum_to_shape_values(student):
     for big, small in [((3, 4), (4,)), ((2, 3, 4), (3, 1)), ((4, 3), (1, 3)), ((2, 5), ()),
                        ((3, 4), (3, 4)), ((2, 3, 1, 4), (1, 1, 1, 4)), ((5, 1), (1,))]:
         G = rng.standard_normal(big)
-        r = student.run(DRIVER, "to_shape", "sum_to_shape", G, list(small), False)
+        r = student.run(driver(TO_SHAPE, "sum_to_shape"), "to_shape", G, list(small), False)
         d = r["out"]
         if d is None or d.get("type") != "Tensor":
             fail(f"sum_to_shape should return a Tensor; it returned "
@@ -518,10 +572,10 @@ def test_sum_to_shape_values(student):
         if tuple(d["shape"]) != tuple(small):
             fail(f"sum_to_shape(grad of shape {big}, {small}) has shape {tuple(d['shape'])}, "
                  f"expected {small}.")
-        if not _close(d["array"], want):
+        if not _close(_arr(d), want):
             fail(f"sum_to_shape(grad of shape {big}, {small}) has the right shape but wrong "
-                 f"values.", got=d["array"], expected=want)
-        if not np.array_equal(r["g_after"], G):
+                 f"values.", got=_arr(d), expected=want)
+        if not _same(r["g_after"], G):
             fail("sum_to_shape modified grad in place.")
 
 
@@ -529,9 +583,9 @@ def test_sum_to_shape_values(student):
 def test_sum_to_shape_is_differentiable(student):
     G = _rng(402).standard_normal((2, 3, 4))
     for small in [(3, 1), (4,), (2, 3, 4)]:
-        r = student.run(DRIVER, "to_shape", "sum_to_shape", G, list(small), True)
+        r = student.run(driver(TO_SHAPE, "sum_to_shape"), "to_shape", G, list(small), True)
         d = r["out"]
-        if d is None or d.get("type") != "Tensor" or not _close(d["array"], ref.unbroadcast(G, small)):
+        if d is None or d.get("type") != "Tensor" or not _close(_arr(d), ref.unbroadcast(G, small)):
             fail(f"sum_to_shape is wrong with recording on (grad {G.shape}, shape {small}).")
         if 0 not in d["reaches"]:
             fail(f"sum_to_shape must build its result from Tensor operations on grad, so that "

@@ -655,7 +655,6 @@ CORRECT: dict[str, dict[str, str]] = {
 import sys
 
 def topological_order(output):
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     order, visited = [], set()
     def visit(node):
         visited.add(node)
@@ -663,7 +662,12 @@ def topological_order(output):
             if x.requires_grad and x not in visited:
                 visit(x)
         order.append(node)
-    visit(output)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20000))
+    try:
+        visit(output)
+    finally:
+        sys.setrecursionlimit(limit)
     return order
 ''',
         "Kahn's algorithm on consumer counts": '''
