@@ -451,9 +451,12 @@ def _checked(grads: Any, who: str) -> dict[Tensor, Tensor]:
         if not isinstance(g, Tensor) or g.shape != node.shape:
             made_by = f"made by {type(node._op).__name__}" if node._op else "a leaf"
             got = f"shape {g.shape}" if isinstance(g, Tensor) else f"a {type(g).__name__}"
+            users = sorted({type(t._op).__name__ for t in grads
+                            if t._op is not None and any(x is node for x in t._inputs)})
             raise RuntimeError(f"{who}: the gradient of a tensor of shape {node.shape} "
-                               f"({made_by}) is {got}; some op's gradient returned the wrong "
-                               f"shape for one of its inputs")
+                               f"({made_by}) is {got}; it comes from the gradient method of "
+                               f"{' / '.join(users) or 'an op'}, which must return one gradient "
+                               f"shaped like each input")
     return grads
 
 
