@@ -193,6 +193,19 @@ def sweep(spec, out, seed, create_graph, weights=None):
     return res
 '''
 
+BACKWARD = r'''
+def through_backward(spec, out, seed):
+    # the library path: Tensor.backward running the student's two plugged pieces, twice
+    dlkit.student.plug("topological_order", topological_order)
+    dlkit.student.plug("backward_sweep", backward_sweep)
+    ts = _build(spec)
+    g = dlkit.tensor(np.asarray(seed, dtype=np.float64).reshape(ts[out].shape), dtype="float64")
+    ts[out].backward(g)
+    ts[out].backward(g)
+    return [[i, None if t.grad is None else np.array(t.grad.numpy(), dtype=np.float64)]
+            for i, t in enumerate(ts) if spec[i][0] == "leaf"]
+'''
+
 VJP = r'''
 def vjp(kind, params, arrays, shapes, requires, G, record):
     _plug_own("sum_to_shape")
@@ -439,6 +452,19 @@ def test_backward_sweep_none_gradients_and_constants(student):
     r = student.run(driver(SWEEP), "sweep", spec, out, seed, False)
     _sweep_ok(spec, out, seed, False, r, "an op whose gradient is None for one input, "
                                          "and a constant")
+    # and through Tensor.backward (called twice: .grad accumulates), your pieces plugged in
+    got = dict((i, g) for i, g in student.run(driver(BACKWARD), "through_backward", spec, out, seed))
+    want = ref.graph_gradients(spec, out, seed)
+    for i, node in enumerate(spec):
+        if node[0] != "leaf":
+            continue
+        if i in want and node[2]:
+            if got.get(i) is None or not _close(np.asarray(got[i]).reshape(want[i].shape), 2 * want[i]):
+                fail("Tensor.backward running your topological_order and backward_sweep gives a "
+                     "wrong .grad (after two backward calls, .grad holds twice the gradient).")
+        elif got.get(i) is not None:
+            fail("Tensor.backward running your pieces gave a .grad to a tensor that receives no "
+                 "gradient (a parameter whose gradient is None, or a constant): it must stay None.")
 
 
 @check("backward_sweep", points=1)
