@@ -4,8 +4,9 @@ A :class:`~dlkit.backend.cuda.DeviceArray` is a view (shape, strides, offset) of
 memory; everything that can be worked out from those numbers alone lives here: merging dims
 that operands walk contiguously (:func:`coalesce`), packing the ``Layout`` struct the
 element-wise kernels read (:func:`pack_layout`), no-copy reshape and basic indexing as new
-views, and how many blocks / threads / which matmul tile a launch uses.  The shape rules shared with the ops (broadcasting, axes, ``-1`` in reshape)
-live in :mod:`dlkit.shapes` and are re-exported here.
+views, and how many blocks / threads / which matmul tile a launch uses.  The shape rules shared
+with the ops (broadcasting, axes, ``-1`` in reshape) live in :mod:`dlkit.shapes` and are
+re-exported here.
 
 None of this needs pycuda or a GPU; tests/test_cuda_fallback.py checks it against numpy on
 every CI run.  Strides and offsets are counted in ELEMENTS (numpy's are in bytes).
@@ -113,18 +114,6 @@ def pack_layout(shape: Shape, strides_list: Sequence[Strides]) -> np.ndarray:
         base = 2 + MAX_DIMS * (1 + k)
         layout[base + first:base + MAX_DIMS] = st
     return layout
-
-
-def layout_offsets(layout: np.ndarray, i: int, nops: int) -> list[int]:
-    """What ``layout_offsets`` in common.cuh computes for output element ``i`` (for tests)."""
-    ndim = int(layout[0])
-    off = [0] * nops
-    for s in range(MAX_DIMS - 1, MAX_DIMS - ndim - 1, -1):
-        extent = int(layout[2 + s])
-        c, i = i % extent, i // extent
-        for k in range(nops):
-            off[k] += c * int(layout[2 + MAX_DIMS * (1 + k) + s])
-    return off
 
 
 def reshape_strides(shape: Shape, strides: Strides, new_shape: Shape) -> Strides | None:
