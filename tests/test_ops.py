@@ -380,3 +380,27 @@ def test_the_cuda_layout_uses_the_same_shape_rules():
     assert cuda_layout.broadcast_shapes is shapes.broadcast_shapes
     assert cuda_layout.normalize_axes is shapes.normalize_axes
     assert cuda_layout.resolve_shape is shapes.resolve_shape
+
+
+def test_cross_entropy_of_the_student_kit_equals_the_fused_one():
+    """The kit drops the fused pass (a WITHHELD region); what is left computes the same loss and,
+    through the ops' own VJPs, the same gradient."""
+    import types
+    from pathlib import Path
+    from autograder.kit import strip_withheld_regions
+    source, _ = strip_withheld_regions(Path(ops.__file__).read_text(encoding="utf-8"), "ops.py")
+    assert "SoftmaxCrossEntropy" not in source
+    kit_ops = types.ModuleType("dlkit._kit_ops")
+    kit_ops.__package__ = "dlkit"
+    exec(compile(source, "kit ops.py", "exec"), kit_ops.__dict__)
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 4)) * 3
+    labels = rng.integers(0, 4, 6)
+    grads = []
+    for fn in (ops.softmax_cross_entropy, kit_ops.softmax_cross_entropy):
+        z = dlkit.tensor(logits, requires_grad=True, dtype="float64")
+        loss = fn(z, dlkit.tensor(labels, dtype="int64"))
+        loss.backward()
+        grads.append((loss.item(), z.grad.numpy()))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-10, atol=1e-12)
