@@ -41,7 +41,8 @@ EXPECTED = {
                              "summation_gradient", "broadcast_to_gradient", "reshape_gradient",
                              "transpose_gradient", "logsumexp_gradient"],
     "02_fully_connected": ["mlp_forward", "count_parameters"],
-    "03_optimization": ["gradient_descent", "newton_step", "Momentum", "Nesterov", "RMSprop", "Adam"],
+    "03_optimization": ["gradient_descent", "newton_step", "SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam",
+                        "AdamW"],
 }
 
 
