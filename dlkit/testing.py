@@ -90,6 +90,7 @@ def check_order(order, output, expected):
     assert set(ids) == {id(t) for t in expected}, (
         f"the order holds {len(order)} tensors; expected the {len(expected)} tensors that "
         "require grad and lead to the output (the output and the leaves included)")
+    assert all(t.grad is None for t in expected), "topological_order must not change the graph"
     place = {id(t): i for i, t in enumerate(order)}
     for t in order:
         for parent in t.inputs:

@@ -137,8 +137,10 @@ def topo(spec, out):
     if not isinstance(order, (list, tuple)):
         return {"type": type(order).__name__}
     index = {id(t): i for i, t in enumerate(ts)}
+    graph = [[[index.get(id(p), -1) for p in t.inputs], bool(t.requires_grad), t.grad is None,
+              np.array(t.numpy(), dtype=np.float64)] for t in ts]
     return {"type": "list", "items": [index.get(id(t), -1) if isinstance(t, Tensor) else -2
-                                      for t in order]}
+                                      for t in order], "graph": graph}
 '''
 
 CHAIN = r'''
@@ -267,6 +269,16 @@ def _order_ok(spec, out, result, what):
     if result.get("type") != "list":
         fail(f"topological_order should return a list of tensors; it returned a {result.get('type')} "
              f"({what}).")
+    req = ref.requires(spec)
+    values = ref.graph_forward(spec)
+    for i, (inputs, requires_grad, no_grad_attr, value) in enumerate(result["graph"]):
+        node = spec[i]
+        recorded = list(node[1]) if node[0] != "leaf" and req[i] else []   # constants: none
+        if (list(inputs) != recorded
+                or requires_grad != req[i] or not no_grad_attr
+                or not _same(value, values[i])):
+            fail(f"topological_order changed the graph ({what}): the tensors' inputs, values, "
+                 f"requires_grad and .grad must stay as they were.")
     items = result["items"]
     if -2 in items:
         fail(f"topological_order returned something that is not a Tensor in its list ({what}).")
@@ -277,7 +289,6 @@ def _order_ok(spec, out, result, what):
         fail(f"topological_order lists {len(twice)} tensor(s) more than once ({what}): a tensor "
              f"used by several ops must appear exactly once.")
     want = ref.reachable(spec, out)
-    req = ref.requires(spec)
     extra = [i for i in items if i not in want]
     if any(not req[i] for i in extra):
         fail(f"topological_order includes tensors that do not require grad ({what}); the order "

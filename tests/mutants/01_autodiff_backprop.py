@@ -89,6 +89,22 @@ def topological_order(output):
             order.append(node)
     return order[::-1]
 ''',
+        "marks visited tensors through .grad (changes the graph)": '''
+def topological_order(output):
+    order, stack = [], [(output, iter(output.inputs))]
+    output.grad = 0.0
+    while stack:
+        node, inputs = stack[-1]
+        for x in inputs:
+            if x.requires_grad and x.grad is None:
+                x.grad = 0.0
+                stack.append((x, iter(x.inputs)))
+                break
+        else:
+            stack.pop()
+            order.append(node)
+    return order
+''',
         "leaves left out (only tensors made by ops)": '''
 def topological_order(output):
     order, visited = [], {output}
