@@ -134,3 +134,24 @@ def test_shortcuts_score_zero_in_the_sandbox(tmp_path):
             assert f["score"] == 0, (name, f)
         else:
             assert f["score"] == f["max_score"] > 0, (name, f)
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_correct_variants_keep_full_marks_in_the_sandbox(k, tmp_path):
+    """The k-th correct variant of every piece that has one, graded together through the real
+    harness (import policy and the student kit included)."""
+    from autograder import harness
+    from autograder.release import student_dlkit
+    from tests.test_autograder_checks import write_notebook
+
+    cells = dict(base_answers(ID))
+    for name, variants in MUTANTS_MODULE.CORRECT.items():
+        if len(variants) > k:
+            cells[name] = list(variants.values())[k]
+    write_notebook(cells, tmp_path / f"{ID}.ipynb")
+    kit = student_dlkit(tmp_path / "kit")
+    result = harness.grade_notebook(ID, tmp_path / f"{ID}.ipynb", student_dlkit=str(kit),
+                                    in_process=False)
+    assert not result["staff_notes"], result["staff_notes"]
+    lost = {n: f for n, f in result["functions"].items() if f["score"] != f["max_score"]}
+    assert not lost, (lost, [t["output"] for t in result["tests"] if t["status"] != "passed"])

@@ -667,23 +667,22 @@ def logsumexp_gradient(self, out_grad, node):
 
 CORRECT: dict[str, dict[str, str]] = {
     "topological_order": {
-        "recursive post-order with a raised recursion limit": '''
-import sys
-
+        "iterative post-order with one stack of (tensor, expanded) pairs": '''
 def topological_order(output):
-    order, visited = [], set()
-    def visit(node):
-        visited.add(node)
+    order, done, stack = [], set(), [(output, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            if node not in done:
+                done.add(node)
+                order.append(node)
+            continue
+        if node in done:
+            continue
+        stack.append((node, True))
         for x in node.inputs:
-            if x.requires_grad and x not in visited:
-                visit(x)
-        order.append(node)
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 20000))
-    try:
-        visit(output)
-    finally:
-        sys.setrecursionlimit(limit)
+            if x.requires_grad and x not in done:
+                stack.append((x, False))
     return order
 ''',
         "Kahn's algorithm on consumer counts": '''
