@@ -4,6 +4,7 @@
 points for its piece.  ``CORRECT``: right answers written differently from the reference; each
 must keep full marks (tests/test_autograder_01.py).  ``SHORTCUTS``: answers that hand the work
 to dlkit's own engine or VJPs; the student kit withholds those, so each must score 0 there.
+``ANSWERS``: the reference answers every mutant is measured against.
 """
 
 MUTANTS: dict[str, dict[str, str]] = {
@@ -860,5 +861,120 @@ def logsumexp_gradient(self, out_grad, node):
     "summation_gradient": '''
 def summation_gradient(self, out_grad, node):
     return type(self).gradient(self, out_grad, node)
+''',
+}
+
+
+# The reference solutions as answer cells, written apart from the notebook's (the checks must give
+# both full marks; tests/test_autograder_checks.py reads them from here).
+ANSWERS: dict[str, str] = {
+    "topological_order": '''
+def topological_order(output):
+    order, visited = [], {output}
+    stack = [(output, iter(output.inputs))]
+    while stack:
+        node, inputs = stack[-1]
+        for x in inputs:
+            if x.requires_grad and x not in visited:
+                visited.add(x)
+                stack.append((x, iter(x.inputs)))
+                break
+        else:
+            stack.pop()
+            order.append(node)
+    return order
+''',
+    "backward_sweep": '''
+def backward_sweep(output, out_grad, create_graph=False):
+    grads = {output: out_grad}
+    with dlkit.autograd.set_grad_enabled(create_graph):
+        for node in reversed(topological_order(output)):
+            if node.op is None or node not in grads:
+                continue
+            for x, gx in zip(node.inputs, node.op.gradient(grads[node], node)):
+                if gx is not None and x.requires_grad:
+                    grads[x] = grads[x] + gx if x in grads else gx
+    return grads
+''',
+    "sum_to_shape": '''
+def sum_to_shape(grad, shape):
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    if lead:
+        grad = grad.sum(axis=tuple(range(lead)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+''',
+    "add_gradient": '''
+def add_gradient(self, out_grad, node):
+    a, b = node.inputs
+    return sum_to_shape(out_grad, a.shape), sum_to_shape(out_grad, b.shape)
+''',
+    "mul_gradient": '''
+def mul_gradient(self, out_grad, node):
+    a, b = node.inputs
+    return sum_to_shape(out_grad * b, a.shape), sum_to_shape(out_grad * a, b.shape)
+''',
+    "div_gradient": '''
+def div_gradient(self, out_grad, node):
+    a, b = node.inputs
+    return sum_to_shape(out_grad / b, a.shape), sum_to_shape(-out_grad * a / (b * b), b.shape)
+''',
+    "negate_gradient": '''
+def negate_gradient(self, out_grad, node):
+    return (-out_grad,)
+''',
+    "power_gradient": '''
+def power_gradient(self, out_grad, node):
+    a = node.inputs[0]
+    return (out_grad * self.p * a ** (self.p - 1),)
+''',
+    "matmul_gradient": '''
+def matmul_gradient(self, out_grad, node):
+    a, b = node.inputs
+    swap = lambda t: t.transpose(tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2))
+    return (sum_to_shape(out_grad @ swap(b), a.shape),
+            sum_to_shape(swap(a) @ out_grad, b.shape))
+''',
+    "summation_gradient": '''
+def summation_gradient(self, out_grad, node):
+    shape = node.inputs[0].shape
+    kept = tuple(1 if i in self.axes else n for i, n in enumerate(shape))
+    return (out_grad.reshape(kept).broadcast_to(shape),)
+''',
+    "broadcast_to_gradient": '''
+def broadcast_to_gradient(self, out_grad, node):
+    return (sum_to_shape(out_grad, node.inputs[0].shape),)
+''',
+    "reshape_gradient": '''
+def reshape_gradient(self, out_grad, node):
+    return (out_grad.reshape(node.inputs[0].shape),)
+''',
+    "transpose_gradient": '''
+def transpose_gradient(self, out_grad, node):
+    inverse = [0] * len(self.axes)
+    for i, ax in enumerate(self.axes):
+        inverse[ax] = i
+    return (out_grad.transpose(tuple(inverse)),)
+''',
+    "exp_gradient": '''
+def exp_gradient(self, out_grad, node):
+    return (out_grad * node,)
+''',
+    "log_gradient": '''
+def log_gradient(self, out_grad, node):
+    return (out_grad / node.inputs[0],)
+''',
+    "relu_gradient": '''
+def relu_gradient(self, out_grad, node):
+    return (out_grad * (node.inputs[0] > 0),)
+''',
+    "logsumexp_gradient": '''
+def logsumexp_gradient(self, out_grad, node):
+    a = node.inputs[0]
+    kept = tuple(1 if i == self.axis else n for i, n in enumerate(a.shape))
+    return (out_grad.reshape(kept) * dlkit.exp(a - node.reshape(kept)),)
 ''',
 }
