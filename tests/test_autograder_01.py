@@ -155,3 +155,23 @@ def test_correct_variants_keep_full_marks_in_the_sandbox(k, tmp_path):
     assert not result["staff_notes"], result["staff_notes"]
     lost = {n: f for n, f in result["functions"].items() if f["score"] != f["max_score"]}
     assert not lost, (lost, [t["output"] for t in result["tests"] if t["status"] != "passed"])
+
+
+DO_NOTHING = {
+    "returns None": "    return None\n",
+    "returns an empty tuple": "    return ()\n",
+    "returns an empty dict": "    return {}\n",
+    "returns its first argument": "    return args[0]\n",
+    "returns a list of Nones": "    return [None, None]\n",
+    "returns a number": "    return 0.0\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(DO_NOTHING))
+def test_do_nothing_answers_score_zero(kind):
+    base = base_answers(ID)
+    for name in PIECES:
+        cells = dict(base)
+        cells[name] = f"def {name}(*args, **kwargs):\n{DO_NOTHING[kind]}"
+        r = grade_local(ID, cells, only=name)[name]
+        assert r["score"] == 0, (name, kind, r)
