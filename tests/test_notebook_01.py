@@ -80,6 +80,9 @@ def test_the_students_own_engine_trains_the_digits_mlp(kit):
     for (n0, r0), (n1, r1) in zip(zip(sizes, ratios), zip(sizes[1:], ratios[1:])):
         assert 0.8 * n1 / n0 <= r1 / r0 <= 1.25 * n1 / n0, (sizes, ratios)
     assert ratios[-1] > 100
+    # the lecture's layer-by-layer G_i recursion, run with the student's VJPs, is the engine's result
+    for h, e in zip(ns["by_hand"], ns["by_engine"]):
+        np.testing.assert_allclose(h.numpy(), e.numpy(), rtol=1e-12, atol=1e-15)
 
 
 def test_nothing_done_but_the_pack_published(kit, monkeypatch):
