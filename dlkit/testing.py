@@ -155,3 +155,14 @@ def check_vjp(fn, op, arrays, needs, requires=None, expected=None, seed=0):
         unchanged = all(np.array_equal(x.numpy(), a) for x, a in zip(xs, arrays))
         assert unchanged and np.array_equal(g.numpy(), G) and np.array_equal(node.numpy(), before), (
             f"{name} modified a tensor in place")
+    # float32, dlkit's default (what models train in): the gradients stay float32
+    xs = [tensor(a, requires_grad=r, dtype="float32") for a, r in zip(arrays, requires)]
+    node = op(*xs)
+    grads = fn(op, tensor(G, dtype="float32"), node)
+    for k, (gk, x, w) in enumerate(zip(grads, xs, want)):
+        if gk is None and not x.requires_grad:
+            continue
+        assert isinstance(gk, Tensor) and gk.dtype == np.float32, (
+            f"{name}: for float32 inputs gradient {k} must be a float32 Tensor, got "
+            f"{getattr(gk, 'dtype', type(gk).__name__)}: build constants in the inputs' dtype")
+        assert np.allclose(gk.numpy(), w, rtol=1e-3, atol=1e-4), f"{name}: wrong for float32 inputs"

@@ -209,15 +209,15 @@ def through_backward(spec, out, seed):
 '''
 
 VJP = r'''
-def vjp(kind, params, arrays, shapes, requires, G, record):
+def vjp(kind, params, arrays, shapes, requires, G, record, dtype="float64"):
     _plug_own("sum_to_shape")
     fn = TARGET
     ts = [dlkit.tensor(np.asarray(a, dtype=np.float64).reshape(tuple(s)), requires_grad=bool(r),
-                       dtype="float64") for a, s, r in zip(arrays, shapes, requires)]
+                       dtype=dtype) for a, s, r in zip(arrays, shapes, requires)]
     op = getattr(dlkit.ops, kind)(*[tuple(p) if isinstance(p, list) else p for p in params])
     node = op(*ts)
     g = dlkit.tensor(np.asarray(G, dtype=np.float64).reshape(node.shape), requires_grad=record,
-                     dtype="float64")
+                     dtype=dtype)
     node_before = node.numpy()
     with dlkit.autograd.set_grad_enabled(record):
         out = fn(op, g, node)
@@ -569,6 +569,26 @@ def _vjp_cases_ok(student, fname, kind, cases, dependencies):
                 fail(f"{fname} modified its inputs or out_grad in place ({what}).")
             if not _same(r["node_after"], r["node_before"]):
                 fail(f"{fname} modified the op's output (node) in place ({what}).")
+    # float32 (dlkit's default dtype, what models train in): gradients stay float32
+    params, arrays, requires, G = cases[0]
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    G = np.asarray(G, dtype=np.float64)
+    want = ref.vjp(kind, params, [a.astype(np.float32).astype(np.float64) for a in arrays],
+                   G.astype(np.float32).astype(np.float64))
+    r = student.run(driver(VJP, fname), "vjp", kind, params, arrays,
+                    [list(a.shape) for a in arrays], requires, G, False, "float32")
+    for k, (d, w) in enumerate(zip(r.get("items") or [], want)):
+        if d is None and not requires[k]:
+            continue
+        if d is None or d.get("type") != "Tensor" or d["dtype"] != "float32":
+            got = None if d is None else d.get("dtype", d.get("type"))
+            fail(f"{fname}: for float32 inputs (dlkit's default) the gradient of input {k} is "
+                 f"{got}, expected a float32 Tensor: build constants in the inputs' dtype.")
+        if not np.allclose(_arr(d), w, rtol=1e-3, atol=1e-4):
+            fail(f"{fname}: wrong for float32 inputs (gradient of input {k}).", got=_arr(d),
+                 expected=w)
+    if "items" not in r or len(r["items"]) != len(arrays):
+        fail(f"{fname}: wrong result for float32 inputs.")
 
 
 def _close_fd(w, n):

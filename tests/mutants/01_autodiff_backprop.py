@@ -483,6 +483,11 @@ def relu_gradient(self, out_grad, node):
 def relu_gradient(self, out_grad, node):
     return (out_grad * (out_grad > 0),)
 ''',
+        "mask made as a float64 constant (breaks float32 models)": '''
+def relu_gradient(self, out_grad, node):
+    mask = (node.inputs[0].numpy() > 0).astype(np.float64)
+    return (out_grad * dlkit.tensor(mask, dtype="float64"),)
+''',
         "mask flipped (a < 0)": '''
 def relu_gradient(self, out_grad, node):
     return (out_grad * (node.inputs[0] < 0),)
