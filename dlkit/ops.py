@@ -77,12 +77,13 @@ def sum_to_shape(grad: Tensor, shape: Shape) -> Tensor:
     does not are summed with keepdims.  The VJP of every broadcast.
     """
     shape = tuple(shape)
-    if grad.shape == shape:
-        return grad
     lead = grad.ndim - len(shape)
-    stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
-    out = grad.sum(axis=tuple(range(lead)) + stretched, keepdims=True)
-    return out.reshape(shape)
+    if lead:                                   # axes broadcasting added in front
+        grad = grad.sum(axis=tuple(range(lead)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:                              # size-1 axes broadcasting stretched
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
 
 
 # =========================================================================== elementwise
