@@ -77,6 +77,30 @@ def broadcast_shape(shape_a, shape_b):
             raise ValueError(f"shapes {shape_a} and {shape_b} are not broadcastable")
     return out
 ''',
+        "checks compatibility but combines sizes with max(), so 0 against 1 gives 1": '''
+def broadcast_shape(shape_a, shape_b):
+    a, b = tuple(shape_a), tuple(shape_b)
+    n = max(len(a), len(b))
+    a = (1,) * (n - len(a)) + a
+    b = (1,) * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"shapes {tuple(shape_a)} and {tuple(shape_b)} are not broadcastable")
+        out.append(max(x, y))
+    return tuple(out)
+''',
+        "hands the work to np.broadcast_shapes (the task asks for the rule itself)": '''
+def broadcast_shape(shape_a, shape_b):
+    return tuple(int(s) for s in np.broadcast_shapes(tuple(shape_a), tuple(shape_b)))
+''',
+        "adds two arrays of those shapes and reads the result's shape": '''
+def broadcast_shape(shape_a, shape_b):
+    try:
+        return (np.zeros(shape_a) + np.zeros(shape_b)).shape
+    except ValueError:
+        raise ValueError(f"shapes {tuple(shape_a)} and {tuple(shape_b)} are not broadcastable") from None
+''',
     },
     "unbroadcast": {
         "only sums the leading axes (forgets the size-1 axes)": '''
@@ -129,6 +153,40 @@ def unbroadcast(grad, shape):
         grad = grad.sum(axis=axes, keepdims=True)
     return grad
 ''',
+        "sums the size-1 axes first, at their positions in shape, without the offset of the leading axes": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    axes = tuple(i for i, s in enumerate(shape) if s == 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    lead = grad.ndim - len(shape)
+    if lead > 0:
+        grad = grad.sum(axis=tuple(range(lead)))
+    return grad.reshape(shape)
+''',
+        "right values, but accumulates into the caller's grad in place (grad[0] += grad[i])": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    for _ in range(grad.ndim - len(shape)):
+        for i in range(1, grad.shape[0]):
+            grad[0] += grad[i]
+        grad = grad[0]
+    for axis, s in enumerate(shape):
+        if s == 1 and grad.shape[axis] != 1:
+            grad = grad.sum(axis=axis, keepdims=True)
+    return np.asarray(grad).reshape(shape)
+''',
+        "squeezes the result (np.squeeze) instead of keeping the size-1 axes": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    if lead > 0:
+        grad = grad.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return np.squeeze(grad)
+''',
     },
     "linear_forward": {
         "forgets the bias": '''
@@ -150,6 +208,19 @@ def linear_forward(Z, W, b):
         "tiles the bias with the wrong number of rows (k = out_features instead of m)": '''
 def linear_forward(Z, W, b):
     return Z @ W + np.tile(b, (W.shape[1], 1))
+''',
+            "right values, but reshapes the caller's b in place (b.shape = (1, k))": '''
+def linear_forward(Z, W, b):
+    b.shape = (1, b.shape[0])
+    return Z @ W + b
+''',
+        "adds the bias before multiplying by W": '''
+def linear_forward(Z, W, b):
+    return (Z + b) @ W
+''',
+        "adds only the first bias entry (b[0]) to every output": '''
+def linear_forward(Z, W, b):
+    return Z @ W + b[0]
 ''',
     },
 }
