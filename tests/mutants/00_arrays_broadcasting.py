@@ -224,3 +224,122 @@ def linear_forward(Z, W, b):
 ''',
     },
 }
+
+#: Correct answers written differently: they must keep full marks (tests/test_checks_do_nothing.py).
+CORRECT: dict[str, dict[str, str]] = {
+    "broadcast_shape": {
+        "itertools.zip_longest from the right": '''
+from itertools import zip_longest
+
+def broadcast_shape(shape_a, shape_b):
+    out = []
+    for x, y in zip_longest(reversed(shape_a), reversed(shape_b), fillvalue=1):
+        if x == y or y == 1:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        else:
+            raise ValueError("cannot broadcast shapes %s and %s" % (tuple(shape_a), tuple(shape_b)))
+    return tuple(reversed(out))
+''',
+        "recursive, on the last dimension": '''
+def broadcast_shape(shape_a, shape_b):
+    def rec(a, b):
+        if not a or not b:
+            return tuple(a or b)
+        x, y = a[-1], b[-1]
+        if x != y and 1 not in (x, y):
+            raise ValueError(f"incompatible shapes: {tuple(shape_a)} vs {tuple(shape_b)}")
+        return rec(a[:-1], b[:-1]) + ((y if x == 1 else x),)
+    return rec(list(shape_a), list(shape_b))
+''',
+        "index arithmetic with a while loop, message listing the shapes as lists": '''
+def broadcast_shape(shape_a, shape_b):
+    i, j = len(shape_a) - 1, len(shape_b) - 1
+    out = []
+    while i >= 0 or j >= 0:
+        x = shape_a[i] if i >= 0 else 1
+        y = shape_b[j] if j >= 0 else 1
+        if x != 1 and y != 1 and x != y:
+            raise ValueError(f"shape mismatch between {list(shape_a)} and {list(shape_b)}")
+        out.insert(0, int(y if x == 1 else x))
+        i, j = i - 1, j - 1
+    return tuple(out)
+''',
+    },
+    "unbroadcast": {
+        "one sum over all axes with keepdims, then a reshape": '''
+def unbroadcast(grad, shape):
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.copy()
+''',
+        "while loops; a scalar shape returns grad.sum() (a numpy scalar)": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    if shape == ():
+        return grad.sum()
+    out = grad
+    while out.ndim > len(shape):
+        out = out.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and out.shape[axis] != 1:
+            out = np.sum(out, axis=axis, keepdims=True)
+    return out
+''',
+        "np.add.reduce, returning the input itself when nothing was broadcast": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    if grad.shape == shape:
+        return grad
+    result = grad
+    for _ in range(grad.ndim - len(shape)):
+        result = np.add.reduce(result, axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1:
+            result = np.add.reduce(result, axis=axis, keepdims=True)
+    return result
+''',
+    },
+    "linear_forward": {
+        "np.dot and a reshaped bias": '''
+def linear_forward(Z, W, b):
+    return np.dot(Z, W) + b.reshape(1, -1)
+''',
+        "einsum": '''
+def linear_forward(Z, W, b):
+    return np.einsum("mn,nk->mk", Z, W) + b[np.newaxis, :]
+''',
+        "transposes of the single-example form": '''
+def linear_forward(Z, W, b):
+    return (W.T @ Z.T).T + b
+''',
+        "into a fresh output array": '''
+def linear_forward(Z, W, b):
+    out = np.matmul(Z, W)
+    out += b
+    return out
+''',
+    },
+}
+
+#: Shortcuts through what the import policy (GRADED.md: numpy) does not allow: they score 0.
+SHORTCUTS: dict[str, dict[str, str]] = {
+    "unbroadcast": {
+        "dlkit's autodiff of a broadcast (pre-bound dlkit)": '''
+def unbroadcast(grad, shape):
+    x = dlkit.tensor(np.zeros(shape), requires_grad=True, dtype="float64")
+    y = x + dlkit.tensor(np.zeros(grad.shape), dtype="float64")
+    (y * dlkit.tensor(grad, dtype="float64")).sum().backward()
+    return x.grad.numpy().astype(np.float64).reshape(shape)
+''',
+        "dlkit's autodiff of a broadcast (imported)": '''
+def unbroadcast(grad, shape):
+    import dlkit as dk
+    x = dk.tensor(np.zeros(shape), requires_grad=True, dtype="float64")
+    y = x + dk.tensor(np.zeros(grad.shape), dtype="float64")
+    (y * dk.tensor(grad, dtype="float64")).sum().backward()
+    return x.grad.numpy().astype(np.float64).reshape(shape)
+''',
+    },
+}

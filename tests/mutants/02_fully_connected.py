@@ -159,3 +159,95 @@ def count_parameters(widths):
 ''',
     },
 }
+
+#: Correct answers written differently: they must keep full marks (tests/test_checks_do_nothing.py).
+CORRECT: dict[str, dict[str, str]] = {
+    "mlp_forward": {
+        "hidden layers in a loop, the last one apart; sigmoid through tanh": '''
+def mlp_forward(X, weights, biases, activation="relu"):
+    if activation == "relu":
+        sigma = lambda A: np.where(A > 0, A, 0.0)
+    elif activation == "tanh":
+        sigma = np.tanh
+    elif activation == "sigmoid":
+        sigma = lambda A: 0.5 * (1.0 + np.tanh(0.5 * A))
+    else:
+        raise ValueError("activation must be relu, tanh or sigmoid, not " + repr(activation))
+    H = X
+    for W, b in zip(weights[:-1], biases[:-1]):
+        H = sigma(H @ W + b)
+    return H @ weights[-1] + biases[-1]
+''',
+        "recursion": '''
+import math
+
+def mlp_forward(X, weights, biases, activation="relu"):
+    acts = {"relu": lambda A: A * (A > 0), "tanh": np.tanh, "sigmoid": lambda A: np.exp(-np.logaddexp(0, -A))}
+    if activation not in acts:
+        raise ValueError(f"unknown activation {activation}")
+    Z = X @ weights[0] + biases[0]
+    if len(weights) == 1:
+        return Z
+    return mlp_forward(acts[activation](Z), weights[1:], biases[1:], activation)
+''',
+        "functools.reduce over the layers, with np.maximum writing into a new array": '''
+from functools import reduce
+
+def mlp_forward(X, weights, biases, activation="relu"):
+    if activation not in ("relu", "tanh", "sigmoid"):
+        raise ValueError(activation)
+    def sigma(A):
+        if activation == "relu":
+            return np.maximum(A, 0, out=np.empty_like(A))
+        if activation == "tanh":
+            return np.tanh(A)
+        return 1 / (1 + np.exp(-A))
+    L = len(weights)
+    return reduce(lambda Z, i: (lambda A: A if i == L - 1 else sigma(A))(Z @ weights[i] + biases[i]), range(L), X)
+''',
+    },
+    "count_parameters": {
+        "a loop over consecutive pairs": '''
+def count_parameters(widths):
+    total = 0
+    for i in range(1, len(widths)):
+        total += widths[i - 1] * widths[i] + widths[i]
+    return total
+''',
+        "numpy dot products (a numpy integer comes back as an int)": '''
+def count_parameters(widths):
+    w = np.asarray(widths, dtype=np.int64)
+    return np.dot(w[:-1], w[1:]) + w[1:].sum()
+''',
+        "factored: (n_in + 1) * n_out per layer": '''
+def count_parameters(widths):
+    return sum((n_in + 1) * n_out for n_in, n_out in zip(widths, widths[1:]))
+''',
+    },
+}
+
+#: Shortcuts through what the import policy (GRADED.md: numpy) does not allow: they score 0.
+SHORTCUTS: dict[str, dict[str, str]] = {
+    "count_parameters": {
+        "counts the parameters of dlkit's nn.MLP": '''
+def count_parameters(widths):
+    import dlkit
+    if len(widths) < 2:
+        return 0
+    return int(sum(p.size for p in dlkit.nn.MLP(list(widths)).parameters()))
+''',
+    },
+    "mlp_forward": {
+        "runs dlkit's tensors (pre-bound dlkit)": '''
+def mlp_forward(X, weights, biases, activation="relu"):
+    if activation not in ("relu", "tanh", "sigmoid"):
+        raise ValueError(activation)
+    Z = dlkit.tensor(X, dtype="float64")
+    for i, (W, b) in enumerate(zip(weights, biases)):
+        Z = Z @ dlkit.tensor(W, dtype="float64") + dlkit.tensor(b, dtype="float64")
+        if i < len(weights) - 1:
+            Z = {"relu": Z.relu, "tanh": Z.tanh, "sigmoid": Z.sigmoid}[activation]()
+    return Z.numpy().astype(np.float64)
+''',
+    },
+}

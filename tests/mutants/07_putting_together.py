@@ -112,3 +112,51 @@ def confusion_matrix(predictions, labels, num_classes):
 ''',
     },
 }
+
+#: Correct answers written differently: they must keep full marks (tests/test_checks_do_nothing.py).
+CORRECT: dict[str, dict[str, str]] = {
+    "accuracy": {
+        "count / rows (a numpy float comes back as a float)": '''
+def accuracy(logits, labels):
+    return (logits.argmax(axis=1) == labels).sum() / len(labels)
+''',
+        "a loop over the rows": '''
+def accuracy(logits, labels):
+    correct = 0
+    for row, label in zip(logits, labels):
+        if int(np.argmax(row)) == int(label):
+            correct += 1
+    return correct / len(labels)
+''',
+        "count_nonzero over the size, with a shifted copy of the logits": '''
+def accuracy(logits, labels):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return float(np.count_nonzero(np.argmax(shifted, axis=-1) == labels) / labels.size)
+''',
+    },
+    "confusion_matrix": {
+        "a loop": '''
+def confusion_matrix(predictions, labels, num_classes):
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for t, p in zip(labels, predictions):
+        cm[t, p] += 1
+    return cm
+''',
+        "one-hot matrices multiplied": '''
+def confusion_matrix(predictions, labels, num_classes):
+    eye = np.eye(num_classes, dtype=np.int64)
+    return eye[labels].T @ eye[predictions]
+''',
+        "np.histogram2d converted to int64": '''
+def confusion_matrix(predictions, labels, num_classes):
+    counts, _, _ = np.histogram2d(labels, predictions, bins=num_classes,
+                                  range=[[0, num_classes], [0, num_classes]])
+    return counts.astype(np.int64)
+''',
+        "a flat index in a new array, bincount with minlength": '''
+def confusion_matrix(predictions, labels, num_classes):
+    flat = np.asarray(labels, dtype=np.int64) * num_classes + predictions
+    return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes).astype(np.int64)
+''',
+    },
+}
