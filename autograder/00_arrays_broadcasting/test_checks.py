@@ -47,14 +47,16 @@ def _change(before, now) -> str:
     return "its contents changed"
 
 
-def call_pure(student, name: str, params: tuple[str, ...], *args):
-    """``name(*args)`` run by the student, failing if it modified any argument in place."""
-    private = copy.deepcopy(args)
-    back = student.run(_pure_driver(name), "entry", list(args), {})
-    if type(back) is not list or len(back) != 3 or type(back[1]) is not list or len(back[1]) != len(args):
+def call_pure(student, name: str, params: tuple[str, ...], *args, **kwargs):
+    """``name(*args, **kwargs)`` run by the student, failing if it modified any argument in place."""
+    private = copy.deepcopy(args), copy.deepcopy(kwargs)
+    back = student.run(_pure_driver(name), "entry", list(args), dict(kwargs))
+    if type(back) is not list or len(back) != 3 or type(back[1]) is not list or len(back[1]) != len(args) \
+            or type(back[2]) is not dict or back[2].keys() != kwargs.keys():
         fail(f"{name}(...) could not be checked: the grader's driver got an unexpected reply.")
-    out, after = back[0], back[1]
-    for pname, before, now in zip(params, private, after):
+    out = back[0]
+    pairs = list(zip(params, private[0], back[1])) + [(k, private[1][k], back[2][k]) for k in kwargs]
+    for pname, before, now in pairs:
         if not _same(before, now):
             fail(f"{name} modified its argument `{pname}` in place ({_change(before, now)}). Answers must "
                  "not change their inputs (GRADED.md: no side effects; the caller still needs them): "

@@ -253,7 +253,7 @@ def broadcast_shape(shape_a, shape_b):
         return rec(a[:-1], b[:-1]) + ((y if x == 1 else x),)
     return rec(list(shape_a), list(shape_b))
 ''',
-        "index arithmetic with a while loop, message listing the shapes as lists": '''
+        "index arithmetic with a while loop, shapes given as lists are fine too": '''
 def broadcast_shape(shape_a, shape_b):
     i, j = len(shape_a) - 1, len(shape_b) - 1
     out = []
@@ -261,7 +261,7 @@ def broadcast_shape(shape_a, shape_b):
         x = shape_a[i] if i >= 0 else 1
         y = shape_b[j] if j >= 0 else 1
         if x != 1 and y != 1 and x != y:
-            raise ValueError(f"shape mismatch between {list(shape_a)} and {list(shape_b)}")
+            raise ValueError(f"shape mismatch between {tuple(shape_a)!r} and {tuple(shape_b)!r}")
         out.insert(0, int(y if x == 1 else x))
         i, j = i - 1, j - 1
     return tuple(out)
@@ -274,11 +274,11 @@ def unbroadcast(grad, shape):
     axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1)
     return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.copy()
 ''',
-        "while loops; a scalar shape returns grad.sum() (a numpy scalar)": '''
+        "while loops; a scalar shape returns np.array(grad.sum()), a 0-d array": '''
 def unbroadcast(grad, shape):
     shape = tuple(shape)
     if shape == ():
-        return grad.sum()
+        return np.array(grad.sum())
     out = grad
     while out.ndim > len(shape):
         out = out.sum(axis=0)
@@ -298,7 +298,7 @@ def unbroadcast(grad, shape):
     for axis, size in enumerate(shape):
         if size == 1:
             result = np.add.reduce(result, axis=axis, keepdims=True)
-    return result
+    return np.asarray(result, dtype=np.float64)
 ''',
     },
     "linear_forward": {

@@ -214,10 +214,10 @@ def count_parameters(widths):
         total += widths[i - 1] * widths[i] + widths[i]
     return total
 ''',
-        "numpy dot products (a numpy integer comes back as an int)": '''
+        "numpy dot products": '''
 def count_parameters(widths):
     w = np.asarray(widths, dtype=np.int64)
-    return np.dot(w[:-1], w[1:]) + w[1:].sum()
+    return int(np.dot(w[:-1], w[1:]) + w[1:].sum())
 ''',
         "factored: (n_in + 1) * n_out per layer": '''
 def count_parameters(widths):
