@@ -405,3 +405,47 @@ def test_shortcuts_work_without_the_policy(assignment):
                         fn(student)
                     except (CheckFailure, StudentError) as exc:
                         pytest.fail(f"shortcut {name}: {description} fails {qualname} even with dlkit: {exc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The same shortcuts through the real, sandboxed harness (its per-cell import policies)
+# ---------------------------------------------------------------------------------------------
+def _shortcut_submissions() -> list[Any]:
+    """Per assignment, submissions that each replace several pieces by a shortcut (round robin)."""
+    out = []
+    for assignment in ASSIGNMENTS:
+        module = __import__(f"tests.mutants.{assignment}", fromlist=["SHORTCUTS"])
+        shortcuts = getattr(module, "SHORTCUTS", {})
+        rounds = max((len(v) for v in shortcuts.values()), default=0)
+        for i in range(rounds):
+            picked = {name: list(v.items())[i] for name, v in shortcuts.items() if i < len(v)}
+            out.append(pytest.param(assignment, picked, id=f"{assignment}-{i}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def student_edition(tmp_path_factory):
+    try:
+        from autograder import harness
+        from autograder.release import student_dlkit
+    except ImportError as exc:  # pragma: no cover - both are part of the kit
+        pytest.skip(f"the harness is not importable: {exc}")
+    if not hasattr(harness, "grade_notebook"):
+        pytest.skip("autograder.harness has no grade_notebook")
+    return str(student_dlkit(tmp_path_factory.mktemp("student-edition")))
+
+
+@pytest.mark.parametrize("assignment,picked", _shortcut_submissions())
+def test_shortcuts_score_zero_in_the_sandbox(assignment, picked, tmp_path, student_edition):
+    from autograder import harness
+    from tests.test_autograder_checks import write_notebook
+    cells = dict(base_answers(assignment))
+    for name, (_, source) in picked.items():
+        cells[name] = source
+    path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    for name, (description, _) in picked.items():
+        f = result["functions"][name]
+        assert f["max_score"] > 0 and f["score"] == 0, f"{assignment}/{name}: shortcut {description} scored {f}"
+    others = {n: f for n, f in result["functions"].items() if n not in picked and f["score"] != f["max_score"]}
+    assert not others, f"pieces answered correctly lost points beside the shortcuts: {others}"

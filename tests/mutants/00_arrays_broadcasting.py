@@ -94,6 +94,12 @@ def broadcast_shape(shape_a, shape_b):
 def broadcast_shape(shape_a, shape_b):
     return tuple(int(s) for s in np.broadcast_shapes(tuple(shape_a), tuple(shape_b)))
 ''',
+        "imports numpy's helper under its own name at the top of the cell": '''
+from numpy import broadcast_shapes as _numpy_rule
+
+def broadcast_shape(shape_a, shape_b):
+    return tuple(_numpy_rule(tuple(shape_a), tuple(shape_b)))
+''',
         "adds two arrays of those shapes and reads the result's shape": '''
 def broadcast_shape(shape_a, shape_b):
     try:
