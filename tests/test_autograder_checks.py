@@ -225,7 +225,8 @@ def test_reference_gets_full_marks(assignment, source):
 
 @pytest.mark.parametrize("assignment,name", STUB_CASES)
 def test_stub_scores_zero(assignment, name):
-    from dlkit.student import CODE_STUB, stub_solutions
+    from dlkit.student import CODE_STUB
+    from tests.nbcontract import stub_solutions
     cells = dict(base_answers(assignment))
     src = cells[name]
     stubbed = stub_solutions(src)
@@ -330,7 +331,7 @@ def _grade_real(assignment: str, cells: dict[str, str], path: Path, student_edit
 
 
 def _stubbed(cells: dict[str, str]) -> dict[str, str]:
-    from dlkit.student import stub_solutions
+    from tests.nbcontract import stub_solutions
     out = {}
     for gid, src in cells.items():
         new = stub_solutions(src)
