@@ -65,6 +65,15 @@ def call_pure(student, name: str, params: tuple[str, ...], *args, **kwargs):
     return out
 
 
+def expect_float64(x, shape, name):
+    """A float64 ndarray of ``shape`` (GRADED.md: arrays are float64 unless stated)."""
+    x = expect_array(x, shape=shape, dtype_kind="f", name=name)
+    if x.dtype != np.float64:
+        fail(f"{name} has dtype {x.dtype}; the contract is float64 (GRADED.md), so do not convert the "
+             "result (e.g. .astype(np.float32)): numpy keeps float64 when the inputs are float64.")
+    return x
+
+
 def known_mistake(got, want, variants, *, rtol: float, atol: float):
     """The one known mistake ``got`` matches, using the check's own tolerance, or None.
 
@@ -226,7 +235,7 @@ def _expect_unbroadcast(student, grad, shape):
     if shape == () and type(got) is np.ndarray and got.shape == (1,):
         # A 0-d array may arrive as shape (1,) (np.ascontiguousarray in the transport); accept it.
         got = got.reshape(())
-    got = expect_array(got, shape=shape, dtype_kind="f", name=name)
+    got = expect_float64(got, shape, name)
     want = ref.unbroadcast(grad, shape)
     rtol, atol = 1e-9, 1e-9
     if not np.allclose(got, want, rtol=rtol, atol=atol):
@@ -273,8 +282,8 @@ def _expect_linear(student, m, n, k, seed):
     rng = np.random.default_rng(seed)
     Z, W, b = rng.standard_normal((m, n)), rng.standard_normal((n, k)), rng.standard_normal(k)
     case = f"Z {Z.shape}, W {W.shape}, b {b.shape}"
-    got = expect_array(call_pure(student, "linear_forward", ("Z", "W", "b"), Z, W, b), shape=(m, k),
-                       dtype_kind="f", name=f"linear_forward for {case}")
+    got = expect_float64(call_pure(student, "linear_forward", ("Z", "W", "b"), Z, W, b), (m, k),
+                         f"linear_forward for {case}")
     want = ref.linear_forward(Z, W, b)
     rtol, atol = 1e-9, 1e-9
     if not np.allclose(got, want, rtol=rtol, atol=atol):

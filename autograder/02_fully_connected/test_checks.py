@@ -70,6 +70,15 @@ def call_pure(student, name: str, params: tuple[str, ...], *args, **kwargs):
     return out
 
 
+def expect_float64(x, shape, name):
+    """A float64 ndarray of ``shape`` (GRADED.md: arrays are float64 unless stated)."""
+    x = expect_array(x, shape=shape, dtype_kind="f", name=name)
+    if x.dtype != np.float64:
+        fail(f"{name} has dtype {x.dtype}; the contract is float64 (GRADED.md), so do not convert the "
+             "result (e.g. .astype(np.float32)): numpy keeps float64 when the inputs are float64.")
+    return x
+
+
 def known_mistake(got, want, variants, *, rtol: float, atol: float):
     """The one known mistake ``got`` matches, using the check's own tolerance, or None.
 
@@ -108,7 +117,7 @@ def _check_forward(student, X, Ws, bs, activation, case):
     act = activation or "relu"
     got = call_pure(student, "mlp_forward", ("X", "weights", "biases"), X, Ws, bs, **kwargs)
     want = ref.mlp_forward(X, Ws, bs, act)
-    got = expect_array(got, shape=want.shape, dtype_kind="f", name=f"logits for {case}")
+    got = expect_float64(got, want.shape, f"logits for {case}")
     rtol, atol = 1e-9, 1e-10
     if not np.allclose(got, want, rtol=rtol, atol=atol):
         fail(f"mlp_forward is wrong for {case}.", got=got, expected=want, hint=known_mistake(got, want, {

@@ -193,6 +193,17 @@ def unbroadcast(grad, shape):
         grad = grad.sum(axis=axes, keepdims=True)
     return np.squeeze(grad)
 ''',
+        "returns float32 (converts the result)": '''
+def unbroadcast(grad, shape):
+    shape = tuple(shape)
+    lead = grad.ndim - len(shape)
+    if lead:
+        grad = grad.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return np.asarray(grad, dtype=np.float32).reshape(shape)
+''',
     },
     "linear_forward": {
         "forgets the bias": '''

@@ -118,6 +118,34 @@ def mlp_forward(X, weights, biases, activation="relu"):
             Z = _act(Z, activation)
     return Z
 ''',
+        "ReLU written as np.max(Z, 0) (a reduction over axis 0, not an elementwise maximum)": '''
+def mlp_forward(X, weights, biases, activation="relu"):
+    acts = {"relu": lambda A: np.max(A, 0), "tanh": np.tanh, "sigmoid": lambda A: 1.0 / (1.0 + np.exp(-A))}
+    if activation not in acts:
+        raise ValueError(activation)
+    Z = X
+    for i, (W, b) in enumerate(zip(weights, biases)):
+        Z = Z @ W + b
+        if i < len(weights) - 1:
+            Z = acts[activation](Z)
+    return Z
+''',
+        "stops before the last layer (returns the last hidden activations)": _ACT + '''
+def mlp_forward(X, weights, biases, activation="relu"):
+    Z = X
+    for W, b in zip(weights[:-1], biases[:-1]):
+        Z = _act(Z @ W + b, activation)
+    return Z
+''',
+        "casts the logits to float32": _ACT + '''
+def mlp_forward(X, weights, biases, activation="relu"):
+    Z = X
+    for i, (W, b) in enumerate(zip(weights, biases)):
+        Z = Z @ W + b
+        if i < len(weights) - 1:
+            Z = _act(Z, activation)
+    return Z.astype(np.float32)
+''',
     },
     "count_parameters": {
         "forgets the biases": '''
