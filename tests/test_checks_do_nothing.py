@@ -21,7 +21,7 @@ Known weaknesses of checks owned by other helpers are listed in ``KNOWN_WEAK`` a
 The file also grades, for assignments whose ``tests/mutants/<ID>.py`` defines them,
 
 * ``CORRECT``: correct answers written differently, which must keep full marks;
-* ``SHORTCUTS``: answers that hand the work to something their import policy (GRADED.md, contract
+* ``POLICY_SHORTCUTS``: answers that hand the work to something their import policy (GRADED.md, contract
   B) does not allow, e.g. ``unbroadcast`` through dlkit's autodiff or ``count_parameters``
   through ``nn.MLP``: the policy check flags them and, run under the policy, they score 0.
 
@@ -345,10 +345,13 @@ def test_variants_cover_every_kind_of_piece():
 # Correct variants keep full marks; shortcuts through forbidden imports score 0
 # ---------------------------------------------------------------------------------------------
 def _extra(kind: str) -> list[Any]:
+    """Cases of ``kind`` (``{piece: {description: source}}``) in every tests/mutants/<ID>.py."""
     out = []
     for assignment in ASSIGNMENTS:
         module = __import__(f"tests.mutants.{assignment}", fromlist=[kind])
         for name, variants in getattr(module, kind, {}).items():
+            if not isinstance(variants, dict):
+                continue    # another layout (e.g. {piece: source}), graded by that assignment's own tests
             for description in variants:
                 out.append(pytest.param(assignment, name, description, id=f"{assignment}-{name}-{description}"))
     return out
@@ -371,12 +374,12 @@ def test_correct_variant_keeps_full_marks(assignment, name, description):
     assert result and not failed, failed
 
 
-@pytest.mark.parametrize("assignment,name,description", _extra("SHORTCUTS"))
+@pytest.mark.parametrize("assignment,name,description", _extra("POLICY_SHORTCUTS"))
 def test_shortcut_scores_zero(assignment, name, description):
     if not POLICIES:
         pytest.skip("dlkit.student has no POLICIES (contract B) yet")
     from dlkit.student import check_imports
-    source = _extra_source("SHORTCUTS", assignment, name, description)
+    source = _extra_source("POLICY_SHORTCUTS", assignment, name, description)
     assert PIECE_POLICY.get(name) == "numpy", f"{assignment}/{name} should have import policy numpy in GRADED.md"
     assert check_imports(name, source), f"the import policy check does not flag {description}"
     cells = dict(base_answers(assignment))
@@ -390,8 +393,8 @@ def test_shortcut_scores_zero(assignment, name, description):
 def test_shortcuts_work_without_the_policy(assignment):
     """A shortcut is a real one: with dlkit available (no policy) it gets full marks, so the
     0 above comes from the policy, not from a broken shortcut."""
-    module = __import__(f"tests.mutants.{assignment}", fromlist=["SHORTCUTS"])
-    shortcuts = getattr(module, "SHORTCUTS", {})
+    module = __import__(f"tests.mutants.{assignment}", fromlist=["POLICY_SHORTCUTS"])
+    shortcuts = getattr(module, "POLICY_SHORTCUTS", {})
     if not shortcuts:
         pytest.skip(f"{assignment} lists no shortcuts")
     for name, variants in shortcuts.items():
@@ -414,8 +417,8 @@ def _shortcut_submissions() -> list[Any]:
     """Per assignment, submissions that each replace several pieces by a shortcut (round robin)."""
     out = []
     for assignment in ASSIGNMENTS:
-        module = __import__(f"tests.mutants.{assignment}", fromlist=["SHORTCUTS"])
-        shortcuts = getattr(module, "SHORTCUTS", {})
+        module = __import__(f"tests.mutants.{assignment}", fromlist=["POLICY_SHORTCUTS"])
+        shortcuts = getattr(module, "POLICY_SHORTCUTS", {})
         rounds = max((len(v) for v in shortcuts.values()), default=0)
         for i in range(rounds):
             picked = {name: list(v.items())[i] for name, v in shortcuts.items() if i < len(v)}

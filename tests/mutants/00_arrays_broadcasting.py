@@ -341,7 +341,7 @@ def linear_forward(Z, W, b):
 }
 
 #: Shortcuts through what the import policy (GRADED.md: numpy) does not allow: they score 0.
-SHORTCUTS: dict[str, dict[str, str]] = {
+POLICY_SHORTCUTS: dict[str, dict[str, str]] = {
     "unbroadcast": {
         "dlkit's autodiff of a broadcast (pre-bound dlkit)": '''
 def unbroadcast(grad, shape):

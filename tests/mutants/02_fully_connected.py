@@ -255,7 +255,7 @@ def count_parameters(widths):
 }
 
 #: Shortcuts through what the import policy (GRADED.md: numpy) does not allow: they score 0.
-SHORTCUTS: dict[str, dict[str, str]] = {
+POLICY_SHORTCUTS: dict[str, dict[str, str]] = {
     "count_parameters": {
         "counts the parameters of dlkit's nn.MLP": '''
 def count_parameters(widths):
