@@ -237,18 +237,20 @@ def {name}(*args, **kwargs):
 ''',
 }
 
-_STEP_SKIPS_LAST = '''
+_STEP_SKIPS_ONE = '''
 _good_step_{name} = {name}.step
 
-def _step_skipping_last(self, *args, **kwargs):
-    everything = self.params
-    self.params = everything[:-1]
+def _step_skipping_one(self, *args, **kwargs):
+    skipped = next((p for p in self.params if getattr(p, "grad", None) is not None), None)
+    if skipped is None:
+        return _good_step_{name}(self, *args, **kwargs)
+    grad, skipped.grad = skipped.grad, None
     try:
         return _good_step_{name}(self, *args, **kwargs)
     finally:
-        self.params = everything
+        skipped.grad = grad
 
-{name}.step = _step_skipping_last
+{name}.step = _step_skipping_one
 '''
 
 
@@ -263,7 +265,8 @@ def do_nothing_variants(source: str, name: str) -> dict[str, str]:
     elif isinstance(node, ast.ClassDef):
         out = _class_variants(node)
         if any(isinstance(m, ast.FunctionDef) and m.name == "step" for m in node.body):
-            out["step skips the last parameter (wrong length)"] = source + _STEP_SKIPS_LAST.format(name=name)
+            out["step leaves out the first parameter that has a gradient (one update too few)"] = (
+                source + _STEP_SKIPS_ONE.format(name=name))
     elif node is not None:
         out = _constant_variants(node, name)
     out["the name is bound to None (not what the contract asks for)"] = f"{name} = None"
