@@ -455,3 +455,35 @@ def test_shortcuts_score_zero_in_the_sandbox(assignment, picked, tmp_path, stude
         assert f["max_score"] > 0 and f["score"] == 0, f"{assignment}/{name}: shortcut {description} scored {f}"
     others = {n: f for n, f in result["functions"].items() if n not in picked and f["score"] != f["max_score"]}
     assert not others, f"pieces answered correctly lost points beside the shortcuts: {others}"
+
+
+def _in_place_submissions() -> list[Any]:
+    """Per assignment, one submission holding, for each piece, its first mutant whose description
+    says it changes its input in place or the caller's list (right values, but a side effect)."""
+    out = []
+    for assignment in ASSIGNMENTS:
+        picked = {}
+        for name, variants in load_mutants(assignment).items():
+            for description, source in variants.items():
+                if "in place" in description or "caller's" in description:
+                    picked[name] = (description, source)
+                    break
+        if picked:
+            out.append(pytest.param(assignment, picked, id=assignment))
+    return out
+
+
+@pytest.mark.parametrize("assignment,picked", _in_place_submissions())
+def test_in_place_answers_lose_points_in_the_sandbox(assignment, picked, tmp_path, student_edition):
+    """Inputs modified in place are caught through the real transport too (the arguments the
+    student's code got come back from the sandbox and are compared with the grader's copies)."""
+    from autograder import harness
+    from tests.test_autograder_checks import write_notebook
+    cells = dict(base_answers(assignment))
+    for name, (_, source) in picked.items():
+        cells[name] = source
+    path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    survivors = [f"{name}: {description}" for name, (description, _) in picked.items()
+                 if result["functions"][name]["score"] >= result["functions"][name]["max_score"]]
+    assert not survivors, survivors
