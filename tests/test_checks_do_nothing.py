@@ -487,3 +487,20 @@ def test_in_place_answers_lose_points_in_the_sandbox(assignment, picked, tmp_pat
     survivors = [f"{name}: {description}" for name, (description, _) in picked.items()
                  if result["functions"][name]["score"] >= result["functions"][name]["max_score"]]
     assert not survivors, survivors
+
+
+@pytest.mark.parametrize("assignment", ["00_arrays_broadcasting", "02_fully_connected", "07_putting_together"])
+def test_hints_never_name_a_mistake_that_is_the_right_answer(assignment):
+    """``known_mistake`` of these checks: a variant equal to the expected result (within the
+    check's tolerance) is never named, an ambiguous match names nothing, a unique one is named."""
+    from tests.test_autograder_checks import _load_module
+    module = _load_module(ROOT / "autograder" / assignment / "test_checks.py",
+                          f"_hidden_checks_{assignment}_test_checks")
+    known_mistake = module.known_mistake
+    want = np.array([1.0, 2.0, 3.0])
+    near = want + 1e-12
+    assert known_mistake(near, want, {"equals the answer here": lambda: want}, rtol=1e-9, atol=1e-9) is None
+    wrong = np.array([1.0, 2.0, 4.0])
+    assert known_mistake(wrong, want, {"a": wrong, "b": lambda: wrong.copy()}, rtol=1e-9, atol=1e-9) is None
+    assert known_mistake(wrong, want, {"a": wrong, "c": lambda: 1 / 0, "d": want}, rtol=0, atol=0) == "a"
+    assert known_mistake([1.0], want, {"a": wrong}, rtol=0, atol=0) is None

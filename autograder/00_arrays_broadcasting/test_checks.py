@@ -120,7 +120,7 @@ def entry(sa, sb):
 
     originals = {f: getattr(numpy, f) for f in DISABLED if hasattr(numpy, f)}
     patched = []
-    for space in (vars(numpy), vars(stride_tricks), broadcast_shape.__globals__):
+    for space in (vars(numpy), vars(stride_tricks), getattr(broadcast_shape, "__globals__", {})):
         for key, value in list(space.items()):
             for fname, original in originals.items():
                 if value is original:
