@@ -4,6 +4,8 @@
 #   make release  student edition in release/ (nbgrader generate_assignment + stubbed dlkit)
 #   make grade    ASSIGNMENT=03_optimization: grade nbgrader's submitted/ tree in the sandbox
 #   make bench    print the benchmark figures (see benchmarks/RESULTS.md)
+#   make lock     re-resolve requirements/*.lock (the exact versions every install uses)
+#   make gpu-prep download what a lent GPU machine needs into .gpu/ (then: benchmarks/gpu_check.sh)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,10 +18,10 @@ WORKERS ?= 2
 # nbgrader runs tools it installed (alembic) by name: the venv's bin/ must be on PATH
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: lab test test-lib test-notebooks release grade bench clean help
+.PHONY: lab test test-lib test-notebooks release grade bench gpu-prep lock clean help
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,9p' Makefile
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dlkit needs Python >= 3.10, found " + sys.version.split()[0])'
@@ -27,13 +29,23 @@ $(VENV)/.python-ok:
 	$(PIP) install --upgrade pip
 	@touch $@
 
-$(VENV)/.installed-base: $(VENV)/.python-ok pyproject.toml
-	$(PIP) install -e .
+# Exact versions come from the locks in requirements/ (`make lock` refreshes them); dlkit itself
+# is installed on top, editable, without letting pip re-resolve anything.
+$(VENV)/.installed-base: $(VENV)/.python-ok pyproject.toml requirements/base.lock
+	$(PIP) install -r requirements/base.lock
+	$(PIP) install --no-deps -e .
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed-base
-	$(PIP) install -e '.[dev]'
+$(VENV)/.installed-dev: $(VENV)/.installed-base requirements/dev.lock
+	$(PIP) install -r requirements/dev.lock
 	@touch $@
+
+# Re-resolve the locks from pyproject.toml (newest versions that fit, for every Python >= 3.10
+# and platform); review the diff, run make test, commit the locks with the change that needed them.
+lock: $(VENV)/.python-ok
+	$(PIP) install uv
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.10 -q -o requirements/base.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 -q -o requirements/dev.lock
 
 # Jupyter refuses to run as root unless told; containers often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -65,6 +77,11 @@ grade: $(VENV)/.installed-base
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py
+
+# Only the package registry is needed, not the venv: pip downloads for the device's Python 3.12.
+GPU_PREP ?= .gpu
+gpu-prep:
+	$(PYTHON) benchmarks/gpu_prep.py --out $(GPU_PREP)
 
 clean:
 	rm -rf $(VENV) release .pytest_cache .hypothesis
