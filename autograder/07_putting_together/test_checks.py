@@ -115,7 +115,8 @@ def _check_accuracy(student, logits, labels, case):
                 lambda: float(np.mean(pred == labels[:, None])),
         }
         found = []
-        for description, make in known.items():
+        # 0 and 1 (none / all rows right) come out of too many different mistakes to name one.
+        for description, make in (known.items() if got not in (0.0, 1.0) else ()):
             try:
                 value = make()
             except Exception:  # noqa: BLE001 - a mistake that cannot happen on this case
@@ -137,6 +138,8 @@ def test_accuracy_basic(student):
     labels = np.argmax(logits, axis=1)
     labels[1] = (labels[1] + 1) % 4
     _check_accuracy(student, logits, labels, "3 rows, 4 classes (2 correct)")
+    logits = np.array([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0], [2.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    _check_accuracy(student, logits, np.array([2, 0, 2, 1]), "4 rows of whole-number logits (1 correct)")
 
 
 @check("accuracy", points=1)
