@@ -504,3 +504,34 @@ def test_hints_never_name_a_mistake_that_is_the_right_answer(assignment):
     assert known_mistake(wrong, want, {"a": wrong, "b": lambda: wrong.copy()}, rtol=1e-9, atol=1e-9) is None
     assert known_mistake(wrong, want, {"a": wrong, "c": lambda: 1 / 0, "d": want}, rtol=0, atol=0) == "a"
     assert known_mistake([1.0], want, {"a": wrong}, rtol=0, atol=0) is None
+
+
+#: Assignments whose CORRECT variants are also graded through the real sandbox here (the others'
+#: own test files do that for theirs); one submission per round keeps it to a few seconds each.
+SANDBOX_CORRECT = ("00_arrays_broadcasting", "02_fully_connected", "07_putting_together")
+
+
+def _correct_submissions() -> list[Any]:
+    out = []
+    for assignment in SANDBOX_CORRECT:
+        module = __import__(f"tests.mutants.{assignment}", fromlist=["CORRECT"])
+        correct = {n: v for n, v in getattr(module, "CORRECT", {}).items() if isinstance(v, dict)}
+        for i in range(max((len(v) for v in correct.values()), default=0)):
+            picked = {name: list(v.items())[i] for name, v in correct.items() if i < len(v)}
+            out.append(pytest.param(assignment, picked, id=f"{assignment}-{i}"))
+    return out
+
+
+@pytest.mark.parametrize("assignment,picked", _correct_submissions())
+def test_correct_variants_keep_full_marks_in_the_sandbox(assignment, picked, tmp_path, student_edition):
+    from autograder import harness
+    from tests.test_autograder_checks import write_notebook
+    cells = dict(base_answers(assignment))
+    for name, (_, source) in picked.items():
+        cells[name] = source
+    path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    lost = {f"{name}: {picked[name][0]}" if name in picked else name: f
+            for name, f in result["functions"].items() if f["score"] != f["max_score"]}
+    failures = [t["output"][:300] for t in result["tests"] if t["status"] != "passed"]
+    assert not lost, f"{lost}\n{failures}"
