@@ -168,39 +168,43 @@ def _function_variants(fn: ast.FunctionDef) -> dict[str, str]:
     return {d: ast.unparse(_with_body(fn, b)) for d, b in bodies.items()}
 
 
-def _class_variants(cls: ast.ClassDef) -> dict[str, str]:
-    methods = [n for n in cls.body if isinstance(n, ast.FunctionDef)]
-    out: dict[str, str] = {}
+def _class_variants(cls: ast.ClassDef) -> dict[str, tuple[str, str | None]]:
+    """``{description: (source, scope)}``; scope: the method whose checks must all fail (the checks
+    that call it on the good answer), or None for every check of the piece."""
+    methods = [n for n in cls.body if isinstance(n, ast.FunctionDef) and not n.decorator_list]
+    out: dict[str, tuple[str, str | None]] = {}
 
     def render(body: list[ast.stmt]) -> str:
         new = ast.ClassDef(name=cls.name, bases=cls.bases, keywords=cls.keywords, body=body or [ast.Pass()],
                            decorator_list=[], **({"type_params": []} if sys.version_info >= (3, 12) else {}))
         return ast.unparse(ast.fix_missing_locations(new))
 
-    out["an empty subclass (nothing implemented)"] = render([ast.Pass()])
-    others = [m for m in methods if m.name != "__init__"]
-    if others:
-        body = [m if m.name == "__init__" else _with_body(m, "return None") for m in cls.body
-                if not isinstance(m, ast.Expr)]
-        out["every method does nothing"] = render(body)
-    for m in others:
+    out["an empty subclass (nothing implemented)"] = (render([ast.Pass()]), None)
+    if methods:
+        body = [_with_body(n, "pass" if n.name == "__init__" else "return None") if n in methods else n
+                for n in cls.body if not isinstance(n, ast.Expr)]
+        out["every method, __init__ included, does nothing"] = (render(body), None)
+    for m in methods:
+        if m.name == "__init__":
+            continue
         ps = _params(m)
         variants = {f"{m.name} does nothing": "return None"}
         if ps and not m.name.startswith("_"):
             variants[f"{m.name} returns its argument {ps[0]} unchanged"] = f"return {ps[0]}"
         for d, b in variants.items():
-            out[d] = render([_with_body(n, b) if n is m else n for n in cls.body])
+            out[d] = (render([_with_body(n, b) if n is m else n for n in cls.body]), m.name)
     for m in methods:
-        if m.name != "__init__":
+        if m.name != "__init__" or "params" not in _params(m):
             continue
-        clear = "".join(f"\nif isinstance({p}, list):\n    {p}.clear()" for p in _params(m))
-        clear += ("\nif isinstance(getattr(self, 'params', None), list):\n    self.params.clear()"
-                  "\nif isinstance(getattr(self, 'state', None), list):\n    self.state.clear()")
+        clear = ("\nif isinstance(params, list):\n    params.clear()"
+                 "\nif isinstance(getattr(self, 'params', None), list):\n    self.params.clear()"
+                 "\nif isinstance(getattr(self, 'state', None), list):\n    self.state.clear()")
         new_init = ast.fix_missing_locations(ast.FunctionDef(
             name=m.name, args=m.args, body=list(m.body) + ast.parse(clear).body, decorator_list=m.decorator_list,
             returns=m.returns, **({"type_params": []} if sys.version_info >= (3, 12) else {})))
-        out["__init__ empties the parameter list it was given"] = render(
-            [new_init if n is m else n for n in cls.body])
+        scope = "step" if any(n.name == "step" for n in methods) else None
+        out["__init__ empties the parameter list it was given"] = (
+            render([new_init if n is m else n for n in cls.body]), scope)
     return out
 
 
@@ -254,24 +258,77 @@ def _step_skipping_one(self, *args, **kwargs):
 '''
 
 
-def do_nothing_variants(source: str, name: str) -> dict[str, str]:
-    """``{description: replacement cell source}`` of do-nothing answers for piece ``name``."""
+def _variants(source: str, name: str) -> dict[str, tuple[str, str | None]]:
     node = _definition(source, name)
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, str | None]] = {}
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-        out = _function_variants(node)
+        out = {d: (src, None) for d, src in _function_variants(node).items()}
         for description, wrapper in _WRAPPED.items():
-            out[description] = f"{source}\n_good_{name} = {name}\n{wrapper.format(name=name)}"
+            out[description] = (f"{source}\n_good_{name} = {name}\n{wrapper.format(name=name)}", None)
     elif isinstance(node, ast.ClassDef):
         out = _class_variants(node)
         if any(isinstance(m, ast.FunctionDef) and m.name == "step" for m in node.body):
             out["step leaves out the first parameter that has a gradient (one update too few)"] = (
-                source + _STEP_SKIPS_ONE.format(name=name))
+                source + _STEP_SKIPS_ONE.format(name=name), "step")
     elif node is not None:
-        out = _constant_variants(node, name)
-    out["the name is bound to None (not what the contract asks for)"] = f"{name} = None"
-    # Helpers the good cell defines before the piece (e.g. a companion function) stay available.
+        out = {d: (src, None) for d, src in _constant_variants(node, name).items()}
+    out["the name is bound to None (not what the contract asks for)"] = (f"{name} = None", None)
     return out
+
+
+def do_nothing_variants(source: str, name: str) -> dict[str, str]:
+    """``{description: replacement cell source}`` of do-nothing answers for piece ``name``."""
+    return {d: src for d, (src, _) in _variants(source, name).items()}
+
+
+def variant_scope(source: str, name: str, description: str) -> str | None:
+    """The method whose checks a variant must fail (None: every check of the piece)."""
+    return _variants(source, name)[description][1]
+
+
+_TRACER = '''
+_h8_called = set()
+
+def _h8_trace(cls, method):
+    original = cls.__dict__[method]
+
+    def traced(self, *args, **kwargs):
+        _h8_called.add(method)
+        return original.__get__(self, type(self))(*args, **kwargs)
+
+    traced.__name__ = getattr(original, "__name__", method)
+    setattr(cls, method, traced)
+
+for _h8_method in METHODS:
+    _h8_trace(NAME, _h8_method)
+'''
+
+_CALLS: dict[tuple[str, str], dict[str, set[str]]] = {}
+
+
+def methods_called_by_checks(assignment: str, name: str) -> dict[str, set[str]]:
+    """``{check: methods of class piece name it calls}`` on the known-good answer."""
+    key = (assignment, name)
+    if key not in _CALLS:
+        base = base_answers(assignment)
+        node = _definition(base[name], name)
+        methods = [n.name for n in getattr(node, "body", []) if isinstance(n, ast.FunctionDef)
+                   and not n.decorator_list and n.name != "__init__"]
+        cells = dict(base)
+        cells[name] = base[name] + _TRACER.replace("METHODS", repr(methods)).replace("NAME", name)
+        student = PolicyStudent(cells)
+        calls: dict[str, set[str]] = {}
+        for qualname, fn, info in load_checks(assignment):
+            if info.function != name:
+                continue
+            student._ns["_h8_called"].clear()
+            try:
+                fn(student)
+            except Exception:  # noqa: BLE001 - the good answer passes; a failure shows up elsewhere
+                pass
+            calls[qualname] = set(student._ns["_h8_called"])
+        _CALLS[key] = calls
+    return _CALLS[key]
 
 
 def _graded(assignment: str) -> list[str]:
@@ -318,12 +375,23 @@ def _cases() -> list[Any]:
 
 @pytest.mark.parametrize("assignment,name,description", _cases())
 def test_do_nothing_answer_scores_zero_on_every_check(assignment, name, description):
+    """Every check of the piece scores 0; for a variant that breaks one method of a class, every
+    check that calls that method on the good answer scores 0 (a check of the constructor alone may
+    pass when forward does nothing)."""
     base = base_answers(assignment)
     cells = dict(base)
     cells[name] = do_nothing_variants(base[name], name)[description]
+    scope = variant_scope(base[name], name, description)
     result = grade_piece(assignment, cells, name)
     assert result, f"{assignment}: no check for {name}"
-    passed = [check for check, why in result.items() if why is None]
+    if scope is not None:
+        calls = methods_called_by_checks(assignment, name)
+        must_fail = {check for check, called in calls.items() if scope in called}
+        if not must_fail:
+            pytest.skip(f"no check of {name} calls {scope} on the good answer")
+    else:
+        must_fail = set(result)
+    passed = [check for check, why in result.items() if why is None and check in must_fail]
     assert not passed, (f"{assignment}/{name} answered by a do-nothing variant ({description}) still passes "
                         f"{passed}:\n{cells[name]}")
 
@@ -336,7 +404,9 @@ def test_variants_cover_every_kind_of_piece():
         "class Opt(dlkit.optim.Optimizer):\n    def __init__(self, params, lr=0.1):\n"
         "        super().__init__(params, lr=lr)\n    def step(self):\n        pass\n", "Opt")
     assert {"step does nothing", "__init__ empties the parameter list it was given",
-            "an empty subclass (nothing implemented)"} <= set(cls)
+            "an empty subclass (nothing implemented)", "every method, __init__ included, does nothing"} <= set(cls)
+    assert variant_scope("class M:\n    def __init__(self, params):\n        self.params = params\n"
+                         "    def step(self):\n        pass\n", "M", "step does nothing") == "step"
     assert "params.clear()" in cls["__init__ empties the parameter list it was given"]
     const = do_nothing_variants('K = "extern \\"C\\" __global__ void k(int n) { n; }"\n', "K")
     assert "the same C signature with an empty body" in const
