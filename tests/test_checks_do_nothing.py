@@ -530,14 +530,14 @@ def test_hints_never_name_a_mistake_that_is_the_right_answer(assignment):
     assert known_mistake([1.0], want, {"a": wrong}, rtol=0, atol=0) is None
 
 
-#: Assignments whose CORRECT variants are also graded through the real sandbox here (the others'
-#: own test files do that for theirs); one submission per round keeps it to a few seconds each.
-SANDBOX_CORRECT = ("00_arrays_broadcasting", "02_fully_connected", "07_putting_together")
+#: Assignments whose CORRECT and do-nothing variants are also graded through the real sandbox here
+#: (the others' own test files do that for theirs); one submission per round, a few seconds each.
+SANDBOX_ASSIGNMENTS = ("00_arrays_broadcasting", "02_fully_connected", "07_putting_together")
 
 
 def _correct_submissions() -> list[Any]:
     out = []
-    for assignment in SANDBOX_CORRECT:
+    for assignment in SANDBOX_ASSIGNMENTS:
         module = __import__(f"tests.mutants.{assignment}", fromlist=["CORRECT"])
         correct = {n: v for n, v in getattr(module, "CORRECT", {}).items() if isinstance(v, dict)}
         for i in range(max((len(v) for v in correct.values()), default=0)):
@@ -559,3 +559,29 @@ def test_correct_variants_keep_full_marks_in_the_sandbox(assignment, picked, tmp
             for name, f in result["functions"].items() if f["score"] != f["max_score"]}
     failures = [t["output"][:300] for t in result["tests"] if t["status"] != "passed"]
     assert not lost, f"{lost}\n{failures}"
+
+
+def _do_nothing_submissions() -> list[Any]:
+    out = []
+    for assignment in SANDBOX_ASSIGNMENTS:
+        base = base_answers(assignment)
+        per_piece = {name: [(d, src) for d, (src, scope) in _variants(base[name], name).items() if scope is None]
+                     for name in _graded(assignment)}
+        for i in range(max(len(v) for v in per_piece.values())):
+            picked = {name: v[i] for name, v in per_piece.items() if i < len(v)}
+            out.append(pytest.param(assignment, picked, id=f"{assignment}-{i}"))
+    return out
+
+
+@pytest.mark.parametrize("assignment,picked", _do_nothing_submissions())
+def test_do_nothing_answers_score_zero_in_the_sandbox(assignment, picked, tmp_path, student_edition):
+    from autograder import harness
+    from tests.test_autograder_checks import write_notebook
+    cells = dict(base_answers(assignment))
+    for name, (_, source) in picked.items():
+        cells[name] = source
+    path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    scored = {f"{name}: {description}": result["functions"][name] for name, (description, _) in picked.items()
+              if result["functions"][name]["score"] > 0}
+    assert not scored, scored
