@@ -344,8 +344,30 @@ def import_policies() -> dict[str, tuple[str, ...]]:
         return dict(_FALLBACK_POLICIES)
 
 
-def graded_import_policies(graded_md: Path = REPO / "notebooks" / "GRADED.md") -> dict[str, str]:
+def graded_md_path() -> Path:
+    """notebooks/GRADED.md (``$DLKIT_GRADED_MD`` overrides it, for the grader's own tests)."""
+    given = os.environ.get("DLKIT_GRADED_MD")
+    return Path(given) if given else REPO / "notebooks" / "GRADED.md"
+
+
+def cell_policies(gids: list[str], graded_md: Path | None = None) -> dict[str, str | None]:
+    """The imports policy of each answer cell (contract B).
+
+    A submission of an assignment listed in GRADED.md (one of its cells is a graded name there):
+    each cell gets its ``imports`` entry, ``dlkit`` (:data:`DEFAULT_POLICY`) when the column or
+    the entry is missing (an extra, unlisted answer cell included).  Cells of assignments GRADED.md
+    does not list (e.g. the grader's own test fixtures) get None: no policy."""
+    path = graded_md if graded_md is not None else graded_md_path()
+    known = graded_names(path)
+    if not any(g in known for g in gids):
+        return {g: None for g in gids}
+    table = graded_import_policies(path)
+    return {g: table.get(g, DEFAULT_POLICY) for g in gids}
+
+
+def graded_import_policies(graded_md: Path | None = None) -> dict[str, str]:
     """``{graded name: policy}`` from GRADED.md's ``imports`` column (empty while it has none)."""
+    graded_md = graded_md if graded_md is not None else graded_md_path()
     out: dict[str, str] = {}
     try:
         text = graded_md.read_text(encoding="utf-8")
@@ -381,6 +403,10 @@ def _student_error_text(err: dict, stdout: str = "") -> str:
     if stdout:
         text += "\nYour code printed:\n" + stdout[:800]
     return text
+
+
+class SubmissionBudgetExhausted(api.StudentTimeout):
+    """The whole submission's time budget (``Limits.submission_s``) is used up."""
 
 
 class _Clock:
@@ -423,14 +449,16 @@ class Submission:
         self._names = sorted(self._definers)
         self._closures: dict[tuple[str, ...], list[str]] = {}
         table = import_policies()
-        chosen = graded_import_policies() if policies is None else dict(policies)
-        self.policy: dict[str, str] = {}
-        self.allowed: dict[str, tuple[str, ...]] = {}
+        chosen: dict[str, str | None] = (cell_policies(self.order) if policies is None else
+                                         {g: policies.get(g, DEFAULT_POLICY) for g in self.order})
+        self.policy: dict[str, str | None] = {}
+        self.allowed: dict[str, tuple[str, ...] | None] = {}
         for gid in self.order:
-            name = chosen.get(gid, DEFAULT_POLICY)
-            if name not in table:     # an unknown policy in GRADED.md: the strictest one
+            name = chosen.get(gid)
+            if name is not None and name not in table:   # unknown policy in GRADED.md: the strictest
                 name = "numpy" if "numpy" in table else DEFAULT_POLICY
-            self.policy[gid], self.allowed[gid] = name, table.get(name, ())
+            self.policy[gid] = name
+            self.allowed[gid] = None if name is None else tuple(table.get(name, ()))
         self.student_dlkit, self.isolate = student_dlkit, isolate
         self.sandbox_options = dict(sandbox_options or {})
         self.sandbox: Sandbox | None = None
@@ -524,8 +552,8 @@ class Submission:
         if clock.left() <= 0:
             raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.timeout:g} s) is used up")
         if self.budget_left() <= 0:
-            raise api.StudentTimeout(f"{what} was not run: the time budget of the whole submission "
-                                     f"({self.limits.submission_s:g} s) is used up")
+            raise SubmissionBudgetExhausted(f"{what} was not run: the time budget of the whole "
+                                            f"submission ({self.limits.submission_s:g} s) is used up")
         sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
         budget = clock.left()
         if self.timed_out.intersection(cells):
@@ -540,7 +568,7 @@ class Submission:
         except WorkerTimeout:
             self.discard_sandbox()
             if by_submission:
-                raise api.StudentTimeout(
+                raise SubmissionBudgetExhausted(
                     f"{what} did not finish before the time budget of the whole submission "
                     f"({self.limits.submission_s:g} s) ran out") from None
             self.timed_out.update(cells)
@@ -562,8 +590,9 @@ class Submission:
 
     def cell_message(self, gid: str) -> dict[str, Any]:
         """One cell of an ``exec`` request, with its imports policy (contract B)."""
+        allowed = self.allowed[gid]
         return {"gid": gid, "source": self.cells[gid].source, "policy": self.policy[gid],
-                "allowed_imports": list(self.allowed[gid])}
+                "allowed_imports": None if allowed is None else list(allowed)}
 
     def load(self, gids: list[str], timeout: float) -> None:
         """Define ``gids`` (in order) in the worker; raise StudentError for a failing cell.
@@ -580,6 +609,8 @@ class Submission:
             try:
                 reply, _ = self._request({"op": "exec", "cells": [self.cell_message(gid)]}, [],
                                          _Clock(timeout), f"running your answer cell {gid!r}", [gid])
+            except SubmissionBudgetExhausted:
+                raise                          # not the cell's fault: nothing to remember
             except (api.StudentTimeout, api.StudentCrash) as exc:
                 self.load_failures[gid] = str(exc)
                 raise

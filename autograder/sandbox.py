@@ -46,8 +46,10 @@ Contract C (used by the CUDA grading and the solution packs):
 ``Sandbox(kit, limits, ro_dirs={"/opt/packs": host_dir}, env={"DLKIT_PACKS": "/opt/packs"})``
     (or ``Limits(ro_dirs=(("/opt/packs", host_dir),), env=(("DLKIT_PACKS", "/opt/packs"),))``)
     binds extra host directories read-only at the given absolute paths inside (readable only,
-    in the Landlock mode, at their HOST path: use :meth:`Sandbox.path_inside` to learn where)
-    and adds environment variables.
+    in the Landlock mode, at their HOST path: :meth:`Sandbox.path_inside` says where, and
+    ``env`` values naming an ``ro_dirs`` path are rewritten to it) and adds environment
+    variables.  ``gpu=True`` (or ``Limits(gpu=True)``) also binds the NVIDIA device nodes and
+    ``/proc/driver/nvidia``.
 
 Nothing read from the worker is trusted: frames are length-checked before allocation, values are
 decoded by :func:`autograder.worker.decode` (no pickle, plain ndarray only).
@@ -121,6 +123,7 @@ class Limits:
     output_tail_kb: int = 8     # raw stdout/stderr tail kept for crash reports
     submission_s: float = 60.0  # wall budget of one submission's whole grading (harness)
     toolchain: bool = False     # contract C: mount the C/C++ (and CUDA) toolchain read-only
+    gpu: bool = False           # contract C: bind the NVIDIA device nodes (+ /proc/driver/nvidia)
     ro_dirs: tuple = ()         # contract C: ((path inside, host directory), ...) bound read-only
     env: tuple = ()             # contract C: ((name, value), ...) added to the sandbox environment
 
@@ -150,6 +153,12 @@ def toolchain_dirs() -> list[str]:
                 if p not in found:
                     found.append(p)
     return found
+
+
+def gpu_device_nodes() -> list[str]:
+    """The NVIDIA device nodes a ``gpu=True`` sandbox binds (nothing where there are none)."""
+    import glob
+    return sorted(p for p in glob.glob("/dev/nvidia*") if not os.path.isdir(p))
 
 
 def bwrap_path() -> str | None:
@@ -361,11 +370,12 @@ class Sandbox:
     """
 
     _counter = 0
+    _bwrap_failed: str | None = None     # why bwrap could not start in this process (auto mode)
 
     def __init__(self, student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
                  *, isolate: bool = True, namespaces: bool = True, mode: str = "auto",
                  toolchain: bool = False, ro_dirs: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, gpu: bool = False) -> None:
         self.student_dlkit = None if student_dlkit is None else str(Path(student_dlkit).resolve())
         self.limits = limits or Limits()
         if mode not in MODES:
@@ -378,6 +388,7 @@ class Sandbox:
         self.isolate = mode != "none"
         self.namespaces = mode in ("auto", "namespaces", "bwrap")
         self.toolchain = bool(toolchain or self.limits.toolchain)
+        self.gpu = bool(gpu or self.limits.gpu)
         self.ro_dirs: dict[str, str] = dict(self.limits.ro_dirs)
         self.ro_dirs.update(ro_dirs or {})
         for inside in self.ro_dirs:
@@ -409,7 +420,7 @@ class Sandbox:
             return "bwrap"
         if os.geteuid() == 0:
             return "namespaces"
-        return "bwrap" if bwrap_path() else "landlock"
+        return "bwrap" if bwrap_path() and not Sandbox._bwrap_failed else "landlock"
 
     def path_inside(self, inside: str) -> str:
         """Where ``ro_dirs[inside]`` is visible to the sandbox (its host path in the Landlock mode)."""
@@ -473,13 +484,26 @@ class Sandbox:
                     extra_read.append(d)
             cuda_bin = "/usr/local/cuda/bin"
             env["PATH"] = (f"{cuda_bin}:" if os.path.isdir(cuda_bin) else "") + "/usr/local/bin:/usr/bin:/bin"
+        late_binds: list[tuple[str, str]] = []     # bound after /proc is mounted
+        devices: list[str] = []
+        if self.gpu:   # NOT yet exercised on a GPU machine by the sandbox's own tests
+            devices = gpu_device_nodes()
+            ro_binds += [(d, d) for d in devices]
+            if os.path.isdir("/proc/driver/nvidia"):
+                late_binds.append(("/proc/driver/nvidia", "/proc/driver/nvidia"))
         for inside, host in sorted(self.ro_dirs.items()):
             real = str(Path(host).resolve())
             if not os.path.isdir(real):
                 raise SandboxStartError(f"ro_dirs: {host} is not a directory")
             ro_binds.append((real, inside))
             extra_read.append(real)
-        env.update(self.extra_env)
+        extra_env = dict(self.extra_env)
+        if launch_mode not in ("namespaces", "bwrap"):   # no private root: ro_dirs keep their host path
+            for k, v in extra_env.items():
+                for inside, host in self.ro_dirs.items():
+                    if v == inside or v.startswith(inside.rstrip("/") + "/"):
+                        extra_env[k] = str(Path(host).resolve()) + v[len(inside.rstrip("/")):]
+        env.update(extra_env)
         lim = asdict(self.limits)
         lim["ro_dirs"], lim["env"] = [], []
         return {
@@ -492,6 +516,7 @@ class Sandbox:
             "max_elements": self.limits.max_elements, "toolchain": self.toolchain,
             "grader_pid": os.getpid(), "hidden_probe": self._tmp,
             "processes": self._processes(), "memory_cgroup": None,
+            "late_binds": late_binds, "devices": devices,
         }
 
     def _processes(self) -> int:
@@ -515,8 +540,12 @@ class Sandbox:
         size = str(self.limits.tmpfs_mb << 20)
         argv += ["--dev", "/dev", "--proc", "/proc",
                  "--size", size, "--perms", "0700", "--tmpfs", "/work",
-                 "--size", size, "--perms", "1777", "--tmpfs", "/tmp",
-                 "--remount-ro", "/", "--chdir", "/work", "--clearenv"]
+                 "--size", size, "--perms", "1777", "--tmpfs", "/tmp"]
+        for dev in cfg["devices"]:
+            argv += ["--dev-bind", dev, dev]
+        for src, dst in cfg["late_binds"]:
+            argv += ["--ro-bind", src, dst]
+        argv += ["--remount-ro", "/", "--chdir", "/work", "--clearenv"]
         return argv + ["--", real_python]
 
     def start(self) -> dict[str, Any]:
@@ -578,9 +607,26 @@ class Sandbox:
         os.set_blocking(from_r, False)
 
     def wait_ready(self) -> dict[str, Any]:
-        """Wait for the worker's first message (its isolation report)."""
+        """Wait for the worker's first message (its isolation report).
+
+        In the ``auto`` mode a bwrap that cannot start (user namespaces refused, e.g. by a
+        container's seccomp policy) falls back to Landlock; the report says why, and later
+        sandboxes of this process go straight to Landlock."""
         if self.ready:
             return self.isolation
+        try:
+            return self._wait_ready()
+        except SandboxStartError as exc:
+            if not (self.mode == "auto" and self._launch_mode == "bwrap"):
+                raise
+            Sandbox._bwrap_failed = str(exc).splitlines()[-1][:300] if str(exc) else "did not start"
+            self.proc = None
+            self.launch()
+            report = self._wait_ready()
+            report["bwrap"] = f"failed, fell back to {report.get('isolation')}: {Sandbox._bwrap_failed}"
+            return report
+
+    def _wait_ready(self) -> dict[str, Any]:
         try:
             hello, _ = self._read_frame(time.monotonic() + self.limits.start_timeout_s)
         except SandboxError as exc:

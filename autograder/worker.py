@@ -7,20 +7,36 @@ The trusted side also imports this module as ``autograder.worker`` for the wire 
 (:func:`read_frame`, :func:`write_frame`, :func:`encode`, :func:`decode`), so both ends share one
 codec.
 
-Start-up, while still privileged (see ``autograder/sandbox.py`` for what the config holds):
+Start-up, while still privileged (see ``autograder/sandbox.py`` for what the config holds and
+for the isolation modes):
 
-1. new mount / network / IPC / UTS namespaces (``unshare``); the filesystem is rebuilt on a
-   private tmpfs holding only read-only bind mounts of the Python runtime, the few packages the
-   student edition needs, ``/dev/null`` & co and a writable scratch ``/work``; ``pivot_root`` to
-   it and detach the old root, so hidden checks, reference notebooks, the gradebook and other
-   submissions do not exist in the worker's world;
+1. ``namespaces`` mode (root): new mount / PID / network / IPC / UTS namespaces (``unshare``),
+   then a fork: the child goes on as PID 1 of the new PID namespace, the parent only waits and
+   exits like it; the filesystem is rebuilt on a private tmpfs holding only read-only bind
+   mounts of the Python runtime, the few packages the student edition needs (plus the
+   toolchain and extra read-only directories of contract C when asked), ``/dev/null`` & co,
+   a fresh ``/proc`` of the sandbox's own PIDs, and tmpfs ``/work`` (scratch) and ``/tmp``;
+   ``pivot_root`` to it and detach the old root, so hidden checks, reference notebooks, the
+   gradebook and other submissions do not exist in the worker's world.  ``bwrap`` mode:
+   bubblewrap built the same world (through a user namespace) before this process started;
 2. drop to an unprivileged, per-sandbox uid/gid with no supplementary groups and
    ``PR_SET_NO_NEW_PRIVS``;
-3. ``resource`` limits (CPU time, address space, processes, file size, open files, core);
-4. Landlock (when the kernel has it): reads only below the allowed paths, writes only in scratch.
+3. ``resource`` limits (CPU time, address space, processes, file size, open files, core); the
+   address space per process is the whole budget when a memory cgroup bounds the tree, else
+   the budget divided by the processes allowed;
+4. Landlock (``landlock`` mode, when the kernel has it): reads only below the allowed paths,
+   writes only in scratch.
 
-Each step degrades gracefully when the OS refuses it; what was achieved is reported to the
-trusted side in the first message (``isolation``).
+Each step degrades gracefully when the OS refuses it; what was achieved is verified from inside
+(the grader's PID is not visible, only loopback exists, the grader's files are absent, no
+capabilities) and reported to the trusted side in the first message (``isolation``), whose
+``"isolation"`` key names the mode actually achieved.
+
+Imports policies (contract B): an ``exec`` request's cells may carry ``policy`` and
+``allowed_imports``; cells of one policy share one globals dict whose ``__builtins__`` has an
+``__import__`` allowing only those top-level modules (``ImportPolicyError`` naming the cell and
+the policy otherwise) and no ``dlkit`` unless allowed.  This catches honest mistakes and casual
+shortcuts; it is not a security boundary (the sandbox is).
 
 Wire format (both directions): a frame is ``u32 json_len | JSON | blob_0 | blob_1 | ...``
 (big-endian); the JSON object lists the blob lengths in ``"_blobs"``.  Values are JSON with tagged
@@ -314,6 +330,9 @@ def _build_root(libc: Any, cfg: dict, uid: int) -> None:
         os.chmod(root + d, mode)
     os.makedirs(root + "/proc", exist_ok=True)   # this PID namespace's processes only
     _mount(libc, "proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for src, dst in cfg.get("late_binds", []):   # e.g. /proc/driver/nvidia (gpu=True)
+        _mount(libc, src, root + dst, None, MS_BIND | MS_REC)
+        _mount(libc, None, root + dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir(root)
     import platform
     nr = SYS_PIVOT_ROOT.get(platform.machine())
@@ -609,7 +628,7 @@ def setup_sandbox(cfg: dict) -> dict:
         reads = list(cfg["sys_path"]) + ["/dev/null", "/dev/zero", "/dev/urandom"]
         reads += cfg.get("extra_read", [])
         try:
-            report["landlock"] = _landlock(libc, reads, [scratch, "/tmp"] if cfg.get("toolchain") else [scratch])
+            report["landlock"] = _landlock(libc, reads, [scratch] + list(cfg.get("devices", [])))
             if "TCP denied" in report["landlock"] and not ns:
                 report["network"] = "TCP blocked by Landlock (other protocols NOT isolated)"
             if report["landlock"].startswith("on"):
@@ -683,28 +702,54 @@ def _policy_import(real_import: Any, who: str, policy: str, allowed: tuple) -> A
         top = str(name).partition(".")[0]
         if level != 0 or top not in allowed_set:
             what = ("." * level + str(name)) if level else str(name)
-            raise ImportPolicyError(f"{who} may import only {listing} (imports policy `{policy}`, "
+            cell = who
+            try:   # name the answer cell the import statement is in
+                fname = sys._getframe(1).f_code.co_filename
+                if fname.startswith("<answer cell ") and fname.endswith(">"):
+                    cell = fname[len("<answer cell "):-1]
+            except (AttributeError, ValueError):
+                pass
+            raise ImportPolicyError(f"{cell} may import only {listing} (imports policy `{policy}`, "
                                     f"see GRADED.md); it imported {what}")
         return real_import(name, globals, locals, fromlist, level)
 
     return __import__
 
 
-#: Names the worker provides to every answer cell (never shared between cells as the student's).
+#: Names the worker provides to every answer cell (never looked up as the student's).
 PROVIDED = frozenset({"__name__", "__builtins__", "np", "math", "get_ipython", "dlkit"})
 
 
+class _CellBuiltins(dict):
+    """The ``__builtins__`` of the answer cells of one imports policy: the real builtins with a
+    policy-enforcing ``__import__``, and, for names neither they nor the builtins define, the
+    names answer cells of the OTHER policies defined (so a helper from another cell keeps
+    working, as in the notebook; a module another policy forbids is never handed over)."""
+
+    def __init__(self, base: dict, worker: "Worker", key: Any, allowed: tuple | None) -> None:
+        super().__init__(base)
+        self._worker, self._key, self._allowed = worker, key, allowed
+
+    def __missing__(self, name: str) -> Any:
+        if name not in PROVIDED:
+            for key, space in self._worker.spaces.items():
+                if key != self._key and name in space:
+                    value = space[name]
+                    if self._worker._shareable(value, self._allowed):
+                        return value
+        raise KeyError(name)
+
+
 class Worker:
-    """Serves one submission.  Each answer cell runs in a globals dict of its own (its imports
-    policy lives in that dict's ``__builtins__``); what a cell defines is copied into the other
-    cells' globals (and the shared ``registry`` calls look names up in), so helpers defined in
-    one cell keep working in another, as in the notebook."""
+    """Serves one submission.  The answer cells of one imports policy share one globals dict
+    (as in the notebook); its ``__builtins__`` (a :class:`_CellBuiltins`) enforces the policy
+    and finds what cells of other policies defined.  No per-cell copying: loading N cells is
+    linear in N."""
 
     def __init__(self, rfd: int, wfd: int, cfg: dict) -> None:
         self.rfd, self.wfd, self.cfg = rfd, wfd, cfg
         self.ns: dict[str, Any] = {}              # the base namespace (np, math, dlkit, ...)
-        self.registry: dict[str, Any] = {}        # names the student's cells defined
-        self.cell_globals: dict[str, tuple[dict, tuple | None]] = {}
+        self.spaces: dict[Any, dict] = {}         # (policy, allowed) or None -> globals dict
         self.cell_errors: dict[str, str] = {}
         self.loaded: set[str] = set()
         self.max_elements = cfg.get("max_elements", 10_000_000)
@@ -739,7 +784,7 @@ class Worker:
 
     @staticmethod
     def _shareable(value: Any, allowed: tuple | None) -> bool:
-        """Whether a name another cell defined may appear in a cell with policy ``allowed``."""
+        """Whether a name another policy's cells defined may be seen under policy ``allowed``."""
         if allowed is None:
             return True
         import types
@@ -747,36 +792,32 @@ class Worker:
             return str(getattr(value, "__name__", "")).partition(".")[0] in allowed
         return True
 
-    def cell_namespace(self, gid: str, policy: str | None, allowed: tuple | None) -> dict:
-        g: dict[str, Any] = {"__name__": "__student__", "np": self.ns["np"], "math": math,
-                             "get_ipython": _FakeIPython}
-        if allowed is None:
-            g["__builtins__"] = self.builtins
-            if "dlkit" in self.ns:
-                g["dlkit"] = self.ns["dlkit"]
-        else:
-            b = dict(self.builtins)
-            b["__import__"] = _policy_import(self.builtins["__import__"], gid, policy or "?", allowed)
-            g["__builtins__"] = b
-            if "dlkit" in allowed and "dlkit" in self.ns:
-                g["dlkit"] = self.ns["dlkit"]
-        for k, v in self.registry.items():
-            if self._shareable(v, allowed):
-                g[k] = v
+    def space(self, gid: str, policy: str | None, allowed: tuple | None) -> dict:
+        """The globals dict of the answer cells with this imports policy (created once)."""
+        key = None if allowed is None else (policy, allowed)
+        g = self.spaces.get(key)
+        if g is not None:
+            return g
+        base = dict(self.builtins)
+        if allowed is not None:
+            base["__import__"] = _policy_import(self.builtins["__import__"],
+                                                f"an answer cell with imports policy `{policy}`",
+                                                policy or "?", allowed)
+        g = {"__name__": "__student__", "np": self.ns["np"], "math": math, "get_ipython": _FakeIPython,
+             "__builtins__": _CellBuiltins(base, self, key, allowed)}
+        if "dlkit" in self.ns and (allowed is None or "dlkit" in allowed):
+            g["dlkit"] = self.ns["dlkit"]
+        self.spaces[key] = g
         return g
 
-    def publish(self, gid: str, g: dict, before: dict) -> None:
-        """Copy what cell ``gid`` (re)defined into the registry and the other cells' globals."""
-        changed = {k: v for k, v in g.items()
-                   if k not in PROVIDED and not (k.startswith("__") and k.endswith("__"))
-                   and (k not in before or before[k] is not v)}
-        self.registry.update(changed)
-        for other, (og, allowed) in self.cell_globals.items():
-            if other == gid:
-                continue
-            for k, v in changed.items():
-                if self._shareable(v, allowed):
-                    og[k] = v
+    def lookup(self, name: str) -> tuple[bool, Any]:
+        """A name the student's cells defined (latest policy space first)."""
+        if name in PROVIDED:
+            return False, None
+        for g in reversed(list(self.spaces.values())):
+            if name in g:
+                return True, g[name]
+        return False, None
 
     # ---- error reports
     def error_reply(self, exc: BaseException, out: _CappedText | None) -> dict:
@@ -827,9 +868,7 @@ class Worker:
             self.loaded.add(gid)
             filename = f"<answer cell {gid}>"
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-            g = self.cell_namespace(gid, policy, allowed)
-            self.cell_globals[gid] = (g, allowed)
-            before = dict(g)
+            g = self.space(gid, policy, allowed)
             out = _CappedText(4000)
             old = sys.stdout, sys.stderr
             sys.stdout = sys.stderr = out
@@ -844,7 +883,6 @@ class Worker:
             finally:
                 sys.stdout, sys.stderr = old
                 self.restore_builtins()
-            self.publish(gid, g, before)
         return {"ok": True, "errors": errors}
 
     def invoke(self, fn: Any, args: list, kwargs: dict) -> tuple[dict, list[bytes]]:
@@ -881,15 +919,15 @@ class Worker:
             kwargs = decode(msg.get("kwargs", {"$t": "dict", "items": []}), blobs, allow_rng=True)
             if op == "call":
                 name = msg["name"]
-                if name not in self.registry:
+                found, fn = self.lookup(str(name))
+                if not found:
                     return {"ok": False, "error": {"type": "NameError", "message":
                             f"your answer cells do not define {name!r}", "traceback": ""}}, []
-                fn = self.registry[name]
             else:
                 filename = f"<driver {msg['entry']}>"
                 # the trusted driver sees the student's names but does not add to them
-                env = dict(self.ns, **self.registry)
-                env["__builtins__"] = self.builtins
+                env = dict(self.ns)
+                env["__builtins__"] = _CellBuiltins(self.builtins, self, "<driver>", None)
                 try:
                     exec(compile(msg["source"], filename, "exec"), env)
                     fn = env[msg["entry"]]
@@ -897,7 +935,7 @@ class Worker:
                     return self.error_reply(exc, None), []
             return self.invoke(fn, args, kwargs)
         if op == "has":
-            return {"ok": True, "value": msg["name"] in self.registry}, []
+            return {"ok": True, "value": self.lookup(str(msg["name"]))[0]}, []
         if op == "ping":
             return {"ok": True}, []
         return {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}",

@@ -10,7 +10,6 @@ object keeps its signature and docstring but its body forwards to the student's 
 
     def kaiming_normal(fan_in, fan_out, nonlinearity="relu", mode="fan_in", generator=None):
         \"\"\"(docstring kept)\"\"\"
-        from dlkit.student import resolve as _dlkit_resolve
         return _dlkit_resolve("04_initialization", "kaiming_normal")(fan_in, fan_out, nonlinearity, mode, generator)
 
 and a graded class keeps its name, bases and docstring and gets a ``__new__`` (with the
@@ -90,4 +89,4 @@ def is_kit_stub(obj: Any) -> bool:
         return bool(vars(obj).get("__dlkit_stub__"))
     fn = getattr(obj, "__func__", obj)
     code = getattr(fn, "__code__", None)
-    return code is not None and hasattr(fn, "__dlkit_graded__") and "_dlkit_resolve" in code.co_varnames
+    return code is not None and hasattr(fn, "__dlkit_graded__") and "_dlkit_resolve" in code.co_names

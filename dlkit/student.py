@@ -283,23 +283,29 @@ def check_imports(name: str, source: str, policy: str | None = None) -> list[str
 
 
 def _cell_source(obj: Any) -> str | None:
-    """The source of the cell (or file) that defined ``obj``, if Python can still find it."""
+    """The source of the notebook cell that defined ``obj`` (IPython keeps cells in linecache under
+    names that are not files), or for an object from a real file just its own source; None when
+    Python cannot find it."""
     candidates = [obj]
     if isinstance(obj, type):
         candidates = []
         for value in vars(obj).values():
             value = getattr(value, "__func__", value)
-            if isinstance(value, property):
-                value = value.fget
-            candidates.append(value)
+            candidates.append(value.fget if isinstance(value, property) else value)
     for c in candidates:
-        c = getattr(c, "__func__", c)
-        code = getattr(c, "__code__", None)
+        code = getattr(getattr(c, "__func__", c), "__code__", None)
         if code is None:
             continue
-        lines = linecache.getlines(code.co_filename)
-        if lines:
-            return "".join(lines)
+        if not os.path.isfile(code.co_filename):
+            lines = linecache.getlines(code.co_filename)
+            if lines:
+                return "".join(lines)
+        try:
+            import inspect
+            import textwrap
+            return textwrap.dedent(inspect.getsource(obj))
+        except (OSError, TypeError):
+            return None
     return None
 
 
@@ -497,14 +503,16 @@ def _from_notebook(assignment: str, name: str, notebooks_dir: Any) -> tuple[Any,
             obj = ns.get(name)
             if obj is None:
                 raise NameError(f"the answer cell does not define {name}")
+            _check_not_library(name, obj)
             test_ns = dict(ns)
             if policy != "dlkit":
                 import dlkit
                 test_ns["dlkit"] = dlkit
             _exec(tests[f"test_{name}"][0], f"<{assignment}.ipynb: test cell test_{name}>", test_ns)
-        _check_not_library(name, obj)
     except Exception as exc:  # noqa: BLE001 - any failure means "does not count yet"
-        why = (f"your {name} in {path} does not pass its test cell test_{name} yet "
+        why = (f"your {name} in {path} does not count yet "
+               f"({type(exc).__name__}: {str(exc)[:300]})" if isinstance(exc, SelfResolutionError) else
+               f"your {name} in {path} does not pass its test cell test_{name} yet "
                f"({type(exc).__name__}: {str(exc)[:300]})")
         _notebook_misses[key] = why
         return None, why

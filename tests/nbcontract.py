@@ -9,6 +9,7 @@ from pathlib import Path
 from dlkit import student
 
 ROOT = Path(__file__).resolve().parents[1]
+_dlkit_resolve, _dlkit_new_piece = student.resolve, student.new_piece  # what the kit's stand-ins call
 
 
 def nb_path(aid: str) -> Path:
@@ -109,8 +110,7 @@ def forwarding_stub(obj, assignment: str, piece: str):
 
     if isinstance(obj, type):
         def __new__(cls, *args, **kwargs):
-            from dlkit.student import new_piece as _dlkit_resolve
-            return _dlkit_resolve(cls, assignment, piece)(*args, **kwargs)
+            return _dlkit_new_piece(cls, assignment, piece)(*args, **kwargs)
 
         return type(obj)(obj.__name__, obj.__bases__, {
             "__doc__": obj.__doc__, "__module__": obj.__module__, "__qualname__": obj.__qualname__,
@@ -119,7 +119,6 @@ def forwarding_stub(obj, assignment: str, piece: str):
 
     @functools.wraps(obj)
     def stub(*args, **kwargs):
-        from dlkit.student import resolve as _dlkit_resolve
         return _dlkit_resolve(assignment, piece)(*args, **kwargs)
 
     return stub
@@ -160,3 +159,15 @@ def stub_graded_dlkit(monkeypatch, tmp_path=None) -> None:
             owner = getattr(owner, name)
         original = vars(owner)[parts[-1]]
         monkeypatch.setattr(owner, parts[-1], forwarding_stub(original, assignment, piece))
+
+
+def publish_packs(monkeypatch, folder, ids=None) -> Path:
+    """The state "solution packs published": write the packs of ``ids`` (default: every assignment)
+    with ``autograder.release.write_packs`` into ``folder`` and point ``DLKIT_PACKS`` at it."""
+    from autograder.release import write_packs
+
+    folder = Path(folder)
+    write_packs(folder, ids)
+    monkeypatch.setenv("DLKIT_PACKS", str(folder))
+    student.reset()
+    return folder

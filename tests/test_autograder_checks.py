@@ -70,6 +70,13 @@ def load_checks(assignment: str) -> list[tuple[str, Any, Any]]:
 
 
 def reference_answers(assignment: str) -> dict[str, str]:
+    """Correct answers written independently of the notebook (test data, so they belong in tests/):
+    ``ANSWERS`` of tests/mutants/<assignment>.py, else (until moved) of autograder/<ID>/reference.py."""
+    mutants = ROOT / "tests" / "mutants" / f"{assignment}.py"
+    if mutants.is_file():
+        module = _load_module(mutants, f"_mutants_answers_{assignment}")
+        if hasattr(module, "ANSWERS"):
+            return module.ANSWERS
     return _load_module(AUTOGRADER / assignment / "reference.py", f"_reference_{assignment}").ANSWERS
 
 

@@ -37,7 +37,8 @@ EXPECTED = {
     "00_arrays_broadcasting": ["broadcast_shape", "unbroadcast", "linear_forward"],
     "01_autodiff_backprop": ["matmul_vjp", "relu_vjp", "logsumexp_vjp", "mlp_backward"],
     "02_fully_connected": ["mlp_forward", "count_parameters"],
-    "03_optimization": ["gradient_descent", "newton_step", "Momentum", "Nesterov", "RMSprop", "Adam"],
+    "03_optimization": ["gradient_descent", "newton_step", "SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam",
+                        "AdamW"],
 }
 
 

@@ -45,7 +45,7 @@ from .cuda_kernels import (  # noqa: F401
     UNARY_OPS, kernel_signatures)
 from .cuda_layout import (  # noqa: F401
     Strides, broadcast_shapes, broadcast_strides, coalesce, contiguous_strides,
-    flat_batch_stride, grid_size, index_view, is_contiguous, layout_offsets, matmul_plan,
+    flat_batch_stride, grid_size, index_view, is_contiguous, matmul_plan,
     normalize_axes, normalize_axis, pack_layout, prod, reduce_parts, reduce_threads,
     reshape_strides, resolve_shape)
 from .cuda_probe import cache_dir, create, reset  # noqa: F401
