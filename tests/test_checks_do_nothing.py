@@ -298,19 +298,12 @@ def _graded(assignment: str) -> list[str]:
 
 #: (assignment, piece, description) -> why a do-nothing answer still scores: weaknesses of checks
 #: owned by other helpers, reported to the lead; each runs as xfail(strict=False).
-_CLEARS = ("issue 10 item 1: an __init__ that empties the driver's parameter list still scores "
-           "(trajectories of no parameters compare nothing); the checks are h6's")
 KNOWN_WEAK: dict[tuple[str, str, str], str] = {
-    **{("03_optimization", opt, "__init__ empties the parameter list it was given"): _CLEARS
-       for opt in ("Momentum", "Nesterov", "RMSprop", "Adam")},
     **{("06_gpu_kernels", "grid_size", d): "test_grid_size_rejects_invalid gives its point to a function that "
        "raises for invalid input but answers nothing (None, or any exception) for valid input; the checks are h3's"
        for d in ("drops the last element of its result (wrong length; other results: None)",
                  "adds an extra element to its result (wrong length; other results: None)",
                  "raises ValueError for every input")},
-    ("06_gpu_kernels", "SAXPY_KERNEL", "the same C signature with an empty body"):
-        "test_saxpy_compiles_with_nvcc gives its point for compiling alone, an empty kernel compiles; "
-        "the checks are h3's",
 }
 
 
