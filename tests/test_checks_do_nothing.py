@@ -6,27 +6,38 @@ from the known-good submission's own cell for the piece (its signature, its clas
 so the test follows whatever checks and pieces exist:
 
 * functions: ``return None`` / ``[]`` / ``()`` / ``0``; each argument returned unchanged; all
-  arguments returned as a tuple; a one-element list (wrong length); an array of an unrelated shape;
-  an empty array; zeros shaped like the first argument;
-* classes (optimizers, modules): every method doing nothing; each method returning ``None`` or its
-  first argument (a module whose forward returns its input); an ``__init__`` that empties the
-  parameter list it was given (and its own ``params``) after setting up; an empty subclass;
-* constants (e.g. a kernel source string): ``None``, ``""``, ``0``, ``[]``, and for C-like source
-  the same signature with an empty body;
+  arguments returned as a tuple; a one-element list; an array of an unrelated shape; an empty
+  array; zeros shaped like the first argument; ``raise ValueError`` for every input; the right
+  answer with its last element dropped or one added (wrong length; other results become None);
+* classes (optimizers, modules): an empty subclass; every method, ``__init__`` included, doing
+  nothing; ``step`` doing nothing or returning its argument; an ``__init__`` that empties the
+  parameter list it was given (and its own ``params`` / ``state``) after setting up;
+* constants (e.g. a kernel source string): ``""``, ``0``, ``[]``, and for C-like source the same
+  signature with an empty body;
 * and for every piece, the name bound to ``None`` (wrong type).
+
+All of these must score 0 on every check of their piece.  Variants that break one method of an
+otherwise working class ("partial": ``forward`` doing nothing or returning its input, a ``step``
+that leaves out one parameter) must lose points, since a check of the constructor alone may rightly
+pass when ``forward`` does nothing.
 
 Known weaknesses of checks owned by other helpers are listed in ``KNOWN_WEAK`` and run as
 ``xfail(strict=False)`` naming the assignment, so they show up until the checks are fixed.
 
 The file also grades, for assignments whose ``tests/mutants/<ID>.py`` defines them,
 
-* ``CORRECT``: correct answers written differently, which must keep full marks;
-* ``POLICY_SHORTCUTS``: answers that hand the work to something their import policy (GRADED.md, contract
-  B) does not allow, e.g. ``unbroadcast`` through dlkit's autodiff or ``count_parameters``
-  through ``nn.MLP``: the policy check flags them and, run under the policy, they score 0.
+* ``CORRECT`` (``{piece: {description: source}}``): correct answers written differently, which
+  must keep full marks and keep to their import policy;
+* ``POLICY_SHORTCUTS``: answers that hand the work to something their import policy (GRADED.md,
+  contract B) does not allow, e.g. ``unbroadcast`` through dlkit's autodiff or
+  ``count_parameters`` through ``nn.MLP``: ``dlkit.student.check_imports`` flags them, and run
+  under the policy they score 0 (while with dlkit at hand they would get full marks).
 
 Checks run in process, as in tests/test_autograder_checks.py (answer cells exec'd in a namespace,
-arguments and results copied as plain data), here with each piece's import policy applied.
+arguments and results copied as plain data), here with each piece's import policy applied (a
+``numpy`` cell gets no ``dlkit`` and an ``__import__`` limited to the policy).  Through the real
+sandboxed harness (``*_in_the_sandbox``): the policy shortcuts, answers that modify their inputs
+in place, and for 00 / 02 / 07 the correct variants and a sample of the do-nothing answers.
 """
 from __future__ import annotations
 
