@@ -457,16 +457,8 @@ def _shortcut_submissions() -> list[Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def student_edition(tmp_path_factory):
-    try:
-        from autograder import harness
-        from autograder.release import student_dlkit
-    except ImportError as exc:  # pragma: no cover - both are part of the kit
-        pytest.skip(f"the harness is not importable: {exc}")
-    if not hasattr(harness, "grade_notebook"):
-        pytest.skip("autograder.harness has no grade_notebook")
-    return str(student_dlkit(tmp_path_factory.mktemp("student-edition")))
+# the grader's kit per assignment (student edition + earlier packs): one fixture, one home
+from tests.test_autograder_checks import student_edition  # noqa: E402,F401
 
 
 @pytest.mark.parametrize("assignment,picked", _shortcut_submissions())
@@ -477,7 +469,8 @@ def test_shortcuts_score_zero_in_the_sandbox(assignment, picked, tmp_path, stude
     for name, (_, source) in picked.items():
         cells[name] = source
     path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
-    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition(assignment),
+                                    in_process=False)
     for name, (description, _) in picked.items():
         f = result["functions"][name]
         assert f["max_score"] > 0 and f["score"] == 0, f"{assignment}/{name}: shortcut {description} scored {f}"
@@ -511,7 +504,8 @@ def test_in_place_answers_lose_points_in_the_sandbox(assignment, picked, tmp_pat
     for name, (_, source) in picked.items():
         cells[name] = source
     path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
-    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition(assignment),
+                                    in_process=False)
     survivors = [f"{name}: {description}" for name, (description, _) in picked.items()
                  if result["functions"][name]["score"] >= result["functions"][name]["max_score"]]
     assert not survivors, survivors
@@ -558,7 +552,8 @@ def test_correct_variants_keep_full_marks_in_the_sandbox(assignment, picked, tmp
     for name, (_, source) in picked.items():
         cells[name] = source
     path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
-    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition(assignment),
+                                    in_process=False)
     lost = {f"{name}: {picked[name][0]}" if name in picked else name: f
             for name, f in result["functions"].items() if f["score"] != f["max_score"]}
     failures = [t["output"][:300] for t in result["tests"] if t["status"] != "passed"]
@@ -591,7 +586,8 @@ def test_do_nothing_answers_score_zero_in_the_sandbox(assignment, picked, tmp_pa
     for name, (_, source) in picked.items():
         cells[name] = source
     path = write_notebook(cells, tmp_path / f"{assignment}.ipynb")
-    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    result = harness.grade_notebook(assignment, path, student_dlkit=student_edition(assignment),
+                                    in_process=False)
     scored = {f"{name}: {description}": result["functions"][name] for name, (description, _) in picked.items()
               if result["functions"][name]["score"] > 0}
     assert not scored, scored
