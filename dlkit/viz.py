@@ -155,34 +155,36 @@ def plot_layer_stats(stats: Mapping[str, Any]) -> Any:
 # ------------------------------------------------------------------------------------------------
 
 def interactive(draw: Callable[..., Any], **controls: Any) -> Any:
-    """Call ``draw(**values)`` now and again, in place, whenever one of the ``controls`` changes.
+    """Show ``draw(**values)`` now, and replace it in place whenever one of the ``controls`` changes.
 
-    ``controls`` maps ``draw``'s keyword names to ipywidgets (e.g. ``FloatSlider``).  The figure
-    lives in one ``Output`` widget under the controls and is cleared before every redraw, so a live
-    front end shows exactly one figure.  Without ipywidgets, ``draw`` runs once with the controls'
-    values (plain numbers are used as they are).  ``draw`` shows its own figure (``plt.show()``).
-    Returns the widget box, or None without ipywidgets.
+    ``draw`` returns a matplotlib ``Figure`` (close pyplot figures before returning them, so they
+    are not shown a second time); ``controls`` maps ``draw``'s keyword names to ipywidgets (e.g.
+    ``FloatSlider``; plain numbers are passed as they are).  The figure is shown once with a display
+    id and later figures *update that display*, so a live front end shows exactly one figure under
+    the controls.  Without ipywidgets the figure is shown once.  Returns the display handle.
     """
+    from IPython.display import display
+
+    def values() -> dict[str, Any]:
+        return {k: getattr(c, "value", c) for k, c in controls.items()}
+
     try:
         import ipywidgets as widgets
-        from IPython.display import display
     except ImportError:
-        draw(**{k: getattr(c, "value", c) for k, c in controls.items()})
-        return None
-    out = widgets.Output()
+        widgets = None
+    sliders = [c for c in controls.values() if hasattr(c, "observe")]
+    if widgets is not None and sliders:
+        display(widgets.VBox(sliders))
+    handle = display(draw(**values()), display_id=True)
 
     def redraw(_change: Any = None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            draw(**{k: getattr(c, "value", c) for k, c in controls.items()})
+        fig = draw(**values())
+        if handle is not None:
+            handle.update(fig)
 
-    for control in controls.values():
-        if hasattr(control, "observe"):
-            control.observe(redraw, names="value")
-    box = widgets.VBox([c for c in controls.values() if hasattr(c, "observe")] + [out])
-    display(box)
-    redraw()
-    return box
+    for control in sliders:
+        control.observe(redraw, names="value")
+    return handle
 
 
 def implementation(name: str, library_obj: Any) -> str:

@@ -115,8 +115,8 @@ EXTRA = {
         finished_losses = {f"{k[0]} {k[1]}": v[0]["train_loss"] for k, v in finished.items()}
     """),
     "04_initialization": textwrap.dedent("""
-        show_multiplier(0.5)
-        show_multiplier(4.0)
+        display(show_multiplier(0.5))
+        display(show_multiplier(4.0))
     """),
 }
 
@@ -411,13 +411,36 @@ def test_legends_say_whose_implementation_ran(monkeypatch):
         assert viz.implementation("Adam", Stub) == label
 
 
-def test_interactive_draws_once_without_widgets(monkeypatch):
+def test_interactive_shows_one_figure_and_replaces_it(monkeypatch):
+    import IPython.display
     from dlkit import viz
 
-    calls = []
+    shown, updated = [], []
+
+    class Handle:
+        def update(self, obj):
+            updated.append(obj)
+
+    def fake_display(obj, display_id=False):
+        shown.append(obj)
+        return Handle() if display_id else None
+
+    class Slider:
+        def __init__(self, value):
+            self.value, self.callbacks = value, []
+
+        def observe(self, fn, names):
+            self.callbacks.append(fn)
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
     monkeypatch.setitem(sys.modules, "ipywidgets", None)    # `import ipywidgets` -> ImportError
-    assert viz.interactive(lambda lr: calls.append(lr), lr=0.25) is None
-    assert calls == [0.25]
+    lr = Slider(0.25)
+    viz.interactive(lambda lr, steps: ("figure", lr, steps), lr=lr, steps=3)
+    assert shown == [("figure", 0.25, 3)]                     # drawn once
+    lr.value = 0.5
+    for fn in lr.callbacks:
+        fn({"new": 0.5})
+    assert updated == [("figure", 0.5, 3)] and len(shown) == 1   # replaced in place, not added
 
 
 # ------------------------------------------------------------------ item 5: the import note
@@ -438,3 +461,45 @@ def test_backend_note_is_one_plain_line_once_per_process():
     assert len(notes) == 1, proc.stderr
     assert notes[0].startswith("dlkit: using the numpy backend (")
     assert "UserWarning" not in proc.stderr and "warn(" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("aid", sorted(NB))
+def test_student_edition_run_all_reaches_the_end_in_a_kernel(aid, tmp_path):
+    """The student edition (answers stubbed, hidden tests removed, the student kit) in a real
+    kernel with Run All semantics (stop at the first failing cell): it reaches the last cell, every
+    visible test cell shows "not done yet", and no legend or message calls anything "your"."""
+    nbclient = pytest.importorskip("nbclient")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from autograder.kit import student_dlkit
+    from nbcontract import stub_solutions, strip_hidden_tests
+
+    student_dlkit(tmp_path / "kit")
+    nb = nbformat.read(NB[aid], as_version=4)
+    for cell in nb.cells:
+        info = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and info.get("solution"):
+            cell.source = stub_solutions(cell.source)
+        if cell.cell_type == "code" and info.get("grade"):
+            cell.source = strip_hidden_tests(cell.source)
+    work = tmp_path / aid
+    work.mkdir()
+    nbformat.write(nb, work / f"{aid}.ipynb")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "kit"), "DLKIT_BACKEND": "numpy",
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    env.pop("DLKIT_PACKS", None)
+    env.pop("DLKIT_NOTEBOOKS", None)   # the student's notebooks are found beside the kernel's cwd
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=False,
+                                     resources={"metadata": {"path": str(work)}})
+    client.execute(env=env)          # raises CellExecutionError if Run All would stop
+    tests = [c for c in nb.cells if c.cell_type == "code"
+             and c.metadata.get("nbgrader", {}).get("grade")]
+    assert tests
+    for cell in tests:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert len(errors) == 1 and "not done yet" in errors[0]["traceback"][0], cell.source[:200]
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "not done yet" in printed
+    pieces = ["gradient_descent", "newton_step", "SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop",
+              "Adam", "AdamW", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"]
+    assert not [p for p in pieces if f"your {p}" in printed], "a label calls unfinished work 'yours'"
