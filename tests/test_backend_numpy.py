@@ -274,3 +274,17 @@ def test_elementwise_results_are_arrays_and_keep_dtype():
     a = np.array(2.0, np.float32)                     # 0-d: numpy would return a scalar
     for out in (B.add(a, 1.0), B.mul(a, a), B.exp(a), B.sum(np.ones(3, np.float32))):
         assert type(out) is np.ndarray and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("sa, sb", [((5, 1), (1, 4)), ((2, 3, 1), (1, 1, 4)), ((3, 1), (2, 1, 4)),
+                                    ((1, 1), (1, 7)), ((6, 1), (1, 1)), ((0, 1), (1, 3))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_with_a_contracted_dimension_of_one_is_exact(sa, sb, dtype):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
+    got = B.matmul(a, b)
+    want = np.matmul(a, b)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    at = rng.standard_normal(sa[::-1]).astype(dtype).T      # a transposed view, as in Xᵀ G
+    np.testing.assert_array_equal(B.matmul(at, b), np.matmul(at, b))
