@@ -42,8 +42,9 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import gradebook as gbook
 from . import safefile
@@ -202,6 +203,62 @@ def _pool_grade(student: str, notebook: str, within: str, problem: str | None) -
         return student, None, f"{type(exc).__name__}: {exc}"
 
 
+class _Pool:
+    """The grading pool, surviving the death of a pool process.
+
+    When a pool process dies (``BrokenProcessPool``) every unfinished job fails with it, not only
+    the one that killed it.  Those jobs are then graded again one at a time in a fresh
+    one-process pool: the others get their grades, and the job that kills its grader alone is
+    reported as not graded (nothing recorded) with the reason.
+    """
+
+    def __init__(self, workers: int, initargs: tuple) -> None:
+        self.initargs = initargs
+        self.executor = self._new(workers)
+        self.pending: dict[cf.Future, tuple[Job, str]] = {}
+
+    def _new(self, workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_pool_init, initargs=self.initargs)
+
+    @staticmethod
+    def _args(job: Job, within: Path) -> tuple:
+        return job.student, str(job.notebook or job.submitted_dir), str(within), job.problem
+
+    def submit(self, job: Job, key: str, within: Path) -> None:
+        self.pending[self.executor.submit(_pool_grade, *self._args(job, within))] = (job, key)
+
+    def results(self, within: Path) -> Iterator[tuple[Job, str, dict | None, str | None]]:
+        """``(job, key, results or None, error or None)`` as grading finishes."""
+        broken: list[tuple[Job, str]] = []
+        for fut in cf.as_completed(list(self.pending)):
+            job, key = self.pending.pop(fut)
+            try:
+                _, results, error = fut.result()
+            except BrokenProcessPool:
+                broken.append((job, key))
+                continue
+            except Exception as exc:  # noqa: BLE001 - reported, not recorded
+                results, error = None, f"(pool) {type(exc).__name__}: {exc}"
+            yield job, key, results, error
+        if broken:
+            print(f"a grading process died; grading {len(broken)} unfinished submission(s) again, "
+                  "one at a time", file=sys.stderr)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = self._new(1)
+        for job, key in broken:
+            try:
+                _, results, error = self.executor.submit(_pool_grade, *self._args(job, within)).result()
+            except BrokenProcessPool:
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                self.executor = self._new(1)
+                results, error = None, "the process grading this submission died (killed, or out of memory)"
+            yield job, key, results, error
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=cancel)
+
+
 # ------------------------------------------------------------------------------ main side
 def _key(content: bytes, job: Job, checks_fp: str, cell_max: dict[str, float], db_url: str) -> str:
     """The journal key; ``content``: what :func:`_read_submission` read (or why it could not)."""
@@ -325,19 +382,13 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     from tqdm.auto import tqdm
     with tempfile.TemporaryDirectory(prefix="dlkit-student-edition-") as tmp:
         kit = student_dlkit or build_student_edition(tmp)
-        by_student: dict[str, tuple[Job, str]] = {}
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                                    initargs=(assignment, None if checks_root is None else str(checks_root),
-                                              kit, isolate, os.getpid())) as pool:
-            futures = []
-
+        pool = _Pool(workers, (assignment, None if checks_root is None else str(checks_root), kit, isolate,
+                               os.getpid()))
+        try:
             def submit(job: Job, key: str) -> None:
                 """Grade in the pool: a notebook, or a submission with a problem (all checks 0)."""
                 if job.notebook is not None or job.problem is not None:
-                    by_student[job.student] = (job, key)
-                    futures.append(pool.submit(_pool_grade, job.student,
-                                               str(job.notebook or job.submitted_dir), str(course), job.problem))
+                    pool.submit(job, key, course)
 
             for job, key in todo:
                 submit(job, key)
@@ -369,25 +420,15 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
                 if job.notebook is None and job.problem is None:
                     record(job, _no_notebook_results(assignment, job), key)
                     bar.update(1)
-            try:
-                for fut in cf.as_completed(futures):
-                    try:
-                        student, results, error = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - e.g. a pool process died
-                        failures.append(f"(pool) {type(exc).__name__}: {exc}")
-                        bar.update(1)
-                        continue
-                    job, key = by_student[student]
-                    if results is None:
-                        failures.append(f"{student}: {error}")
-                    else:
-                        record(job, results, key)
-                    bar.update(1)
-            except KeyboardInterrupt:
-                for f in futures:
-                    f.cancel()
-                raise
+            for job, key, results, error in pool.results(course):
+                if results is None:
+                    failures.append(f"{job.student}: {error}")
+                else:
+                    record(job, results, key)
+                bar.update(1)
             bar.close()
+        finally:
+            pool.shutdown(cancel=True)        # all done, or interrupted: cancel what did not start
     elapsed = time.monotonic() - t0
     graded = len(scores)
     rate = f", {60 * graded / elapsed:.0f} submissions/min" if graded and elapsed > 0 else ""

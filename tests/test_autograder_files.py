@@ -439,3 +439,43 @@ def test_cli_grade_prints_unencodable_messages_and_refuses_links(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["score"] == 0 and "symbolic link" in r["output"]
+
+
+KILLER_CHECK = """
+import os
+from autograder.api import check
+
+@check("count", points=1)
+def test_count_kills_its_grader(student):
+    if student.call("count", [3, 4, 2]) == 4242:   # stands for anything that kills a pool process
+        os._exit(3)
+"""
+
+
+def test_a_dying_grader_process_costs_only_its_submission(tmp_path: Path, template_db: Path) -> None:
+    from autograder.gradebook import default_db_url, dump_gradebook
+    checks = course.make_checks(tmp_path / "checks")
+    (checks / ID / "test_killer.py").write_text(KILLER_CHECK)
+    cdir = tmp_path / "course"
+    course.write_notebook(cdir / "source" / ID / NB, course.CORRECT)
+    students = {"honest_a": course.CORRECT, "killer": course.with_cells(count="def count(w):\n    return 4242\n"),
+                "honest_b": course.CORRECT, "honest_c": course.CORRECT}
+    for name, cells in students.items():
+        course.write_notebook(cdir / "submitted" / name / ID / NB, cells)
+    import shutil
+    shutil.copy(template_db, cdir / "gradebook.db")
+    runs = [_batch(cdir, checks, tmp_path / f"left{i}.json") for i in (1, 2)]
+    for proc, summary in zip(runs, ("graded 3, skipped 0, failed 1", "graded 0, skipped 3, failed 1")):
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert summary in proc.stderr, proc.stderr[-3000:]
+        assert "killer: the process grading this submission died" in proc.stderr, proc.stderr[-3000:]
+    for i in (1, 2):
+        assert json.loads((tmp_path / f"left{i}.json").read_text()) == {}
+    book = dump_gradebook(default_db_url(cdir), ID)
+    assert set(book) == {"honest_a", "honest_b", "honest_c"}
+    for name in book:
+        assert _results_in(cdir, name)["score"] == course.MAX_SCORE + 1
+
+
+def _results_in(cdir: Path, student: str) -> dict:
+    return json.loads((cdir / "autograded" / student / ID / "results.json").read_text(encoding="utf-8"))
