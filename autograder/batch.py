@@ -150,7 +150,8 @@ def _read_submission(course_dir: Path, job: Job) -> bytes:
         job.files.pop("timestamp.txt", None)
         job.timestamp = None
         return b"<problem>" + job.problem.encode("utf-8", "backslashreplace")
-    return data + b"\0" + b"\0".join(job.files.get(n, b"<none>") for n in NBGRADER_FILES)
+    return b"".join(hashlib.sha256(part).digest()
+                    for part in [data] + [job.files.get(n, b"<none>") for n in NBGRADER_FILES])
 
 
 def _parse_timestamp(raw: bytes) -> str | None:
@@ -191,6 +192,10 @@ def _pool_init(assignment: str, checks_root: str | None, kit: str | None, isolat
     _POOL.update(assignment=assignment, checks_root=checks_root, kit=kit, isolate=isolate)
 
 
+def _pool_ready() -> None:
+    """A no-op task that makes the pool start (and import) its processes."""
+
+
 def _pool_grade(student: str, notebook: str, within: str, problem: str | None) -> tuple[str, dict | None, str | None]:
     try:
         results = grade(_POOL["assignment"], notebook, checks_root=_POOL["checks_root"],
@@ -216,6 +221,8 @@ class _Pool:
         self.initargs = initargs
         self.executor = self._new(workers)
         self.pending: dict[cf.Future, tuple[Job, str]] = {}
+        for _ in range(workers):          # start the processes now: they import while we read
+            self.executor.submit(_pool_ready)
 
     def _new(self, workers: int) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
@@ -360,21 +367,6 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     file_stem = source.stem if source else assignment
     checks_fp = checks_fingerprint(folder)
 
-    jobs = discover(course, assignment, file_stem)
-    cell_points = {c.grade_id: c.max_score for c in cells}
-    todo: list[tuple[Job, str]] = []
-    done: list[tuple[Job, str]] = []
-    for job in jobs:
-        key = _key(_read_submission(course, job), job, checks_fp, cell_points, db_url)
-        marker = course / "autograded" / job.student / assignment / MARKER
-        if not force and _marker_matches(marker, key):
-            done.append((job, key))
-        else:
-            todo.append((job, key))
-    skipped = len(done)
-    print(f"{assignment}: {len(jobs)} submission(s) in {course / 'submitted'}; "
-          f"{skipped} already graded, {len(todo)} to grade with {workers} worker(s)", file=sys.stderr)
-
     failures: list[str] = []          # harness errors: nothing recorded
     unrecorded: list[str] = []        # graded, but recording failed
     scores: list[float] = []
@@ -390,8 +382,23 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
                 if job.notebook is not None or job.problem is not None:
                     pool.submit(job, key, course)
 
-            for job, key in todo:
-                submit(job, key)
+            # Read each submission (safely) and hand it to the pool at once: grading starts
+            # while the rest are read.
+            jobs = discover(course, assignment, file_stem)
+            cell_points = {c.grade_id: c.max_score for c in cells}
+            todo: list[tuple[Job, str]] = []
+            done: list[tuple[Job, str]] = []
+            for job in jobs:
+                key = _key(_read_submission(course, job), job, checks_fp, cell_points, db_url)
+                marker = course / "autograded" / job.student / assignment / MARKER
+                if not force and _marker_matches(marker, key):
+                    done.append((job, key))
+                else:
+                    todo.append((job, key))
+                    submit(job, key)
+            skipped = len(done)
+            print(f"{assignment}: {len(jobs)} submission(s) in {course / 'submitted'}; {skipped} already "
+                  f"graded, {len(todo)} to grade with {workers} worker(s)", file=sys.stderr)
             # While the pool grades: the gradebook (importing nbgrader takes seconds).
             notebook_id = gbook.gradebook_notebook(db_url, assignment, file_stem) or file_stem
             cell_max = gbook.ensure_assignment(db_url, assignment, notebook_id, cells)

@@ -87,12 +87,12 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     port = _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(base / "jupyter-config"),
                JUPYTER_RUNTIME_DIR=str(base / "jupyter-runtime"), HOME=str(base))
+    log = open(base / "server.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
          f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={cdir}", "--allow-root",
          "--ServerApp.jpserver_extensions={'nbgrader.server_extensions.formgrader': True}"],
-        cwd=str(cdir), env=env, stdout=subprocess.DEVNULL, stderr=open(base / "server.log", "wb"),
-        start_new_session=True)
+        cwd=str(cdir), env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -114,6 +114,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        log.close()
 
 
 def _visit(served: dict, student: str, shot: Path) -> dict:
