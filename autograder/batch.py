@@ -25,7 +25,10 @@ unusable (a linked notebook or folder, a FIFO, a 64 MB notebook, an unparsable `
 is GRADED as 0 with the reason.  Every per-submission step is isolated: if one still fails
 (e.g. the gradebook refuses it) that submission alone is reported, with the reason, in the
 summary and in ``autograded/<student>/<ID>/.dlkit-autograde-failed.json``, its marker is not
-written, and the batch goes on (exit status 1).  What goes to ``autograded/`` and ``feedback/``
+written, and the batch goes on (exit status 1).  A student folder whose name is not UTF-8 or
+holds HTML-special characters (formgrader's page template writes the student id unescaped) is
+reported and never graded or recorded.  A grading process that dies costs only the submission
+it was grading (see :class:`_Pool`).  What goes to ``autograded/`` and ``feedback/``
 is written fresh by this process (its own umask; never a copy of a submitted file's mode or
 links): results, the notebook rebuilt for formgrader (:mod:`autograder.sanitize`), and the bytes
 of ``timestamp.txt`` / ``submission_secret.txt`` as read safely.
@@ -37,6 +40,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -103,8 +107,8 @@ def discover(course_dir: Path, assignment: str, notebook_id: str) -> list[Job]:
             jobs.append(Job(name, student_dir / assignment, None, notebook_id,
                             problem=f"submitted/{name} is a symbolic link, not a folder of your own"))
             continue
-        if kind != "a folder":
-            continue                     # not a student folder (e.g. a stray file): nothing to grade
+        if kind != "a folder" or name.startswith("."):
+            continue                     # not a student folder (a stray file, .ipynb_checkpoints)
         try:
             inside = safefile.entries(student_dir, within=course_dir)
         except (safefile.UnsafeFile, OSError):
@@ -126,6 +130,23 @@ def discover(course_dir: Path, assignment: str, notebook_id: str) -> list[Job]:
         chosen = (preferred or notebooks or [None])[0]
         jobs.append(Job(name, sub, None if chosen is None else sub / chosen, notebook_id))
     return jobs
+
+
+#: Characters a student id (the folder name under submitted/) must not hold: formgrader's page
+#: template writes the id into HTML unescaped, and the gradebook stores UTF-8 only.
+_UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f<>&\"'`\\]")
+
+
+def _bad_student_id(student: str) -> str | None:
+    """Why ``student`` cannot be recorded in the gradebook (None: it can)."""
+    try:
+        student.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the student folder's name is not UTF-8 text; rename it"
+    if _UNSAFE_ID.search(student) or len(student) > 128:
+        return ("the student folder's name holds characters formgrader would put into its pages as "
+                "HTML (< > & quotes, backslash, control characters) or is longer than 128; rename it")
+    return None
 
 
 def _read_submission(course_dir: Path, job: Job) -> bytes:
@@ -367,7 +388,7 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     file_stem = source.stem if source else assignment
     checks_fp = checks_fingerprint(folder)
 
-    failures: list[str] = []          # harness errors: nothing recorded
+    failures: list[str] = []          # not graded (harness errors, unusable student ids): nothing recorded
     unrecorded: list[str] = []        # graded, but recording failed
     scores: list[float] = []
     t0 = time.monotonic()
@@ -389,6 +410,10 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
             todo: list[tuple[Job, str]] = []
             done: list[tuple[Job, str]] = []
             for job in jobs:
+                bad_id = _bad_student_id(job.student)
+                if bad_id:
+                    failures.append(f"{job.student!r}: {bad_id}")
+                    continue
                 key = _key(_read_submission(course, job), job, checks_fp, cell_points, db_url)
                 marker = course / "autograded" / job.student / assignment / MARKER
                 if not force and _marker_matches(marker, key):
@@ -442,7 +467,7 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     print(f"graded {graded}, skipped {skipped}, failed {len(failures) + len(unrecorded)} in "
           f"{elapsed:.1f} s{rate}; gradebook: {db_url}", file=sys.stderr)
     for f in failures:
-        print(printable(f"NOT GRADED (harness error, nothing recorded): {f}"), file=sys.stderr)
+        print(printable(f"NOT GRADED (nothing recorded): {f}"), file=sys.stderr)
     for f in unrecorded:
         print(printable(f"NOT RECORDED (graded, but writing its results failed; see {FAILED}): {f}"),
               file=sys.stderr)

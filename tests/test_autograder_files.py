@@ -395,30 +395,63 @@ def test_rerun_changes_nothing(graded: dict) -> None:
 # =============================================================================================
 # a submission the gradebook cannot take, and the CLI's printing
 # =============================================================================================
-def test_unrecordable_submission_is_reported_and_costs_only_itself(tmp_path: Path, template_db: Path) -> None:
-    """A student folder whose name is not UTF-8: nbgrader's gradebook cannot store it."""
-    from autograder.gradebook import default_db_url, dump_gradebook
+def _small_course(tmp_path: Path, template_db: Path, students: dict) -> tuple[Path, Path]:
     checks = course.make_checks(tmp_path / "checks")
     cdir = tmp_path / "course"
     course.write_notebook(cdir / "source" / ID / NB, course.CORRECT)
-    course.write_notebook(cdir / "submitted" / "honest_a" / ID / NB, course.CORRECT)
-    bad = os.fsencode(cdir / "submitted") + b"/\xffbad\xfe"
-    os.makedirs(bad + b"/" + ID.encode())
-    course.write_notebook(Path(os.fsdecode(bad + b"/" + ID.encode() + b"/" + NB.encode())), course.CORRECT)
+    for name, cells in students.items():      # bytes names: not UTF-8
+        folder = os.path.join(os.fsencode(cdir / "submitted"), os.fsencode(name), ID.encode())
+        os.makedirs(folder)
+        course.write_notebook(Path(os.fsdecode(folder)) / NB, cells)
     import shutil
     shutil.copy(template_db, cdir / "gradebook.db")
+    return cdir, checks
+
+
+def test_unusable_student_ids_are_reported_never_recorded(tmp_path: Path, template_db: Path) -> None:
+    """Folder names that are not UTF-8, or that formgrader would render as HTML (its page
+    template writes the student id unescaped): reported, nothing recorded, the others graded."""
+    from autograder.gradebook import default_db_url, dump_gradebook
+    evil = '<img src=x onerror="alert(1)">'
+    cdir, checks = _small_course(tmp_path, template_db, {"honest_a": course.CORRECT, b"\xffbad\xfe": course.CORRECT,
+                                                         evil: course.CORRECT})
     runs = [_batch(cdir, checks, tmp_path / f"left{i}.json") for i in (1, 2)]
     books = []
-    for proc, summary in zip(runs, ("graded 1, skipped 0, failed 1", "graded 0, skipped 1, failed 1")):
-        assert proc.returncode == 1, proc.stderr[-3000:]      # the rerun retries only the failed one
+    for proc, summary in zip(runs, ("graded 1, skipped 0, failed 2", "graded 0, skipped 1, failed 2")):
+        assert proc.returncode == 1, proc.stderr[-3000:]
         assert summary in proc.stderr, proc.stderr[-3000:]
-        assert "NOT RECORDED" in proc.stderr and "\\udcffbad\\udcfe" in proc.stderr, proc.stderr[-3000:]
+        assert "\\udcffbad\\udcfe" in proc.stderr and "not UTF-8" in proc.stderr, proc.stderr[-3000:]
+        assert "would put into its pages as HTML" in proc.stderr, proc.stderr[-3000:]
         books.append(dump_gradebook(default_db_url(cdir), ID))
     assert books[0] == books[1] and set(books[0]) == {"honest_a"}
-    assert all(v[0] == pytest.approx(course.POINTS[k.split("/test_")[1]]) for k, v in books[0]["honest_a"].items())
-    failed = list((cdir / "autograded").glob(f"*/{ID}/{FAILED}"))
-    assert len(failed) == 1 and "recording failed" in failed[0].read_text()
-    assert not list((cdir / "autograded").glob(f"*bad*/{ID}/{MARKER}"))
+    assert sorted(os.listdir(cdir / "autograded")) == ["honest_a"]
+
+
+def test_crash_while_recording_costs_only_that_submission(tmp_path: Path, template_db: Path) -> None:
+    """Writing one student's feedback fails (a file where its folder must go): that submission
+    is reported with the reason and retried by the rerun; the others are recorded."""
+    from autograder.gradebook import default_db_url, dump_gradebook
+    cdir, checks = _small_course(tmp_path, template_db, {n: course.CORRECT for n in ("honest_a", "victim", "honest_b")})
+    (cdir / "feedback" / "victim").mkdir(parents=True)
+    (cdir / "feedback" / "victim" / ID).write_text("in the way")
+    runs = [_batch(cdir, checks, tmp_path / f"left{i}.json") for i in (1, 2)]
+    books = []
+    for proc, summary in zip(runs, ("graded 2, skipped 0, failed 1", "graded 0, skipped 2, failed 1")):
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert summary in proc.stderr, proc.stderr[-3000:]
+        assert "NOT RECORDED" in proc.stderr and "victim: recording failed" in proc.stderr, proc.stderr[-3000:]
+        books.append(dump_gradebook(default_db_url(cdir), ID))
+    assert books[0] == books[1] and set(books[0]) == {"honest_a", "honest_b"}
+    note = json.loads((cdir / "autograded" / "victim" / ID / FAILED).read_text())
+    assert "recording failed" in note["reason"] and note["score"] == course.MAX_SCORE
+    assert not (cdir / "autograded" / "victim" / ID / MARKER).exists()
+    (cdir / "feedback" / "victim" / ID).unlink()                  # the TA fixes it: the rerun records it
+    proc = _batch(cdir, checks, tmp_path / "left3.json")
+    assert proc.returncode == 0 and "graded 1, skipped 2, failed 0" in proc.stderr, proc.stderr[-3000:]
+    assert not (cdir / "autograded" / "victim" / ID / FAILED).exists()
+    assert set(dump_gradebook(default_db_url(cdir), ID)) == {"honest_a", "honest_b", "victim"}
+    for i in (1, 2, 3):
+        assert json.loads((tmp_path / f"left{i}.json").read_text()) == {}
 
 
 def test_cli_grade_prints_unencodable_messages_and_refuses_links(tmp_path: Path) -> None:
