@@ -10,8 +10,10 @@ copied: :func:`formgrader_notebook` builds a new one from it.
 * Code cells keep their source (nbconvert shows it highlighted, i.e. escaped).
 * Markdown and raw cells are rendered to HTML here (nbconvert's own markdown renderer, with the
   cell's attachments) and that HTML is cleaned with an allow-list (bleach): no ``<script>``,
-  ``<iframe>``, ``<svg>``, ``<object>``, ``<style>``, forms, event handlers, ``style``
-  attributes, nor any URL but http(s)/mailto/#anchors (images: also ``data:image/png|jpeg|gif``).
+  ``<iframe>``, ``<svg>``, ``<object>``, ``<style>``, forms, event handlers, ``style`` / ``id``
+  attributes, nor any link but http(s)/mailto/#anchors/relative; images load only from
+  ``data:image/png|jpeg|gif|webp`` or a file beside the notebook (no request with the TA's
+  session to another URL of the server).
   The cleaned HTML is stored on ONE line inside a ``<div>``, so that formgrader's markdown pass
   sees one HTML block and adds nothing to it.  Math stays as text for MathJax (loaded by
   formgrader with its ``Safe`` extension).
@@ -37,7 +39,8 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")      # nbgrader grade_id / nbformat 
 _TAGS = frozenset("""a abbr b blockquote br caption code dd del details div dl dt em h1 h2 h3 h4 h5 h6
 hr i img ins kbd li mark ol p pre q s samp small span strong sub summary sup table tbody td tfoot th
 thead tr tt u ul var""".split())
-_ATTRS = {"*": ["title", "class", "id"], "a": ["href", "title", "class", "id"],
+#: no ``id``/``name``: an element named like a global of formgrader's scripts would clobber it
+_ATTRS = {"*": ["title", "class"], "a": ["href", "title", "class"],
           "img": ["src", "alt", "title", "width", "height"], "td": ["colspan", "rowspan", "align"],
           "th": ["colspan", "rowspan", "align"], "ol": ["start"]}
 _PROTOCOLS = ["http", "https", "mailto", "data"]   # data: only for images, see _attribute
@@ -53,12 +56,16 @@ def _attribute(tag: str, name: str, value: str) -> bool:
     allowed = _ATTRS.get(tag, _ATTRS["*"])
     if name not in allowed:
         return False
-    if name in ("href", "src"):
+    if name == "src":                  # loads without a click: raster data, or a file beside the notebook
         v = value.strip()
-        if tag == "img" and name == "src" and v.lower().startswith("data:"):
+        if v.lower().startswith("data:"):
             return bool(_DATA_IMAGE.match(v))
+        return bool(_SAFE_URL.match(v)) and not v.lower().startswith(("http", "mailto", "/", "\\")) \
+            and ".." not in v and "?" not in v
+    if name == "href":
+        v = value.strip()
         return bool(_SAFE_URL.match(v)) and not v.lower().startswith("data:")
-    if name in ("id", "class"):
+    if name == "class":
         return not _BAD_CLASS.search(value) and len(value) <= 200
     if name in ("width", "height", "colspan", "rowspan", "start"):
         return value.isdigit()

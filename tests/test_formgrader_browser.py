@@ -36,6 +36,8 @@ from formgrader_xss import PAYLOADS, xss_notebook  # noqa: E402
 ID = course.ASSIGNMENT
 CHROMIUM = os.environ.get("DLKIT_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "ta-token-for-tests"
+#: where the screenshots go (default: the test's temporary folder) - look at them
+SHOTS = os.environ.get("DLKIT_FORMGRADER_SCREENSHOTS")
 
 
 def _requirements() -> str | None:
@@ -148,15 +150,16 @@ def _visit(served: dict, student: str, shot: Path) -> dict:
 
 def test_control_payloads_run_on_the_raw_notebook(served: dict) -> None:
     """Without sanitizing, the payloads do run with the TA's session (the detection works)."""
-    seen = _visit(served, "control", served["base"] / "control.png")
+    seen = _visit(served, "control", Path(SHOTS or served["base"]) / "control.png")
     print(f"control (raw notebook): payloads that ran {seen['ran']}, files written {seen['written']}")
     assert seen["ran"], seen
     assert seen["written"], f"no payload managed a PUT /api/contents with the TA's session: {seen}"
 
 
 def test_no_student_script_runs_in_formgrader(served: dict) -> None:
-    seen = _visit(served, "mallory", served["base"] / "mallory.png")
-    print(f"screenshot: {served['base'] / 'mallory.png'}")
+    shot = Path(SHOTS or served["base"]) / "mallory.png"
+    seen = _visit(served, "mallory", shot)
+    print(f"screenshot: {shot}")
     assert seen["answer"] >= 1 and seen["score_inputs"] >= 5, f"formgrader did not render the notebook: {seen}"
     assert seen["ran"] == [], f"student script ran in formgrader: payloads {seen['ran']}"
     assert seen["written"] == [], f"student script wrote files with the TA's session: {seen['written']}"
