@@ -4,6 +4,9 @@
 #   make release  student edition in release/ (nbgrader generate_assignment + stubbed dlkit)
 #   make grade    ASSIGNMENT=03_optimization: grade nbgrader's submitted/ tree in the sandbox
 #   make bench    print the benchmark figures (see benchmarks/RESULTS.md)
+#   make site     the course website: the student edition, executed, as a Jupyter Book in _site/
+#   make lock     re-resolve requirements/*.lock (the exact versions every install uses)
+#   make gpu-prep download what a lent GPU machine needs into .gpu/ (then: benchmarks/gpu_check.sh)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,10 +19,10 @@ WORKERS ?= 2
 # nbgrader runs tools it installed (alembic) by name: the venv's bin/ must be on PATH
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: lab test test-lib test-notebooks release grade bench clean help
+.PHONY: lab test test-lib test-notebooks release grade bench site gpu-prep lock clean help
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,10p' Makefile
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dlkit needs Python >= 3.10, found " + sys.version.split()[0])'
@@ -27,13 +30,28 @@ $(VENV)/.python-ok:
 	$(PIP) install --upgrade pip
 	@touch $@
 
-$(VENV)/.installed-base: $(VENV)/.python-ok pyproject.toml
-	$(PIP) install -e .
+# Exact versions come from the locks in requirements/ (`make lock` refreshes them); dlkit itself
+# is installed on top, editable, without letting pip re-resolve anything.
+$(VENV)/.installed-base: $(VENV)/.python-ok pyproject.toml requirements/base.lock
+	$(PIP) install -r requirements/base.lock
+	$(PIP) install --no-deps -e .
 	@touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed-base
-	$(PIP) install -e '.[dev]'
+$(VENV)/.installed-dev: $(VENV)/.installed-base requirements/dev.lock
+	$(PIP) install -r requirements/dev.lock
 	@touch $@
+
+$(VENV)/.installed-site: $(VENV)/.installed-base requirements/site.lock
+	$(PIP) install -r requirements/site.lock
+	@touch $@
+
+# Re-resolve the locks from pyproject.toml (newest versions that fit, for every Python >= 3.10
+# and platform); review the diff, run make test, commit the locks with the change that needed them.
+lock: $(VENV)/.python-ok
+	$(PIP) install uv
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.10 -q -o requirements/base.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 -q -o requirements/dev.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra site --universal --python-version 3.10 -q -o requirements/site.lock
 
 # Jupyter refuses to run as root unless told; containers often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -49,7 +67,7 @@ test test-lib test-notebooks: export OMP_NUM_THREADS = 1
 # pytest exits 5 when it collected nothing; make treats every non-zero exit as a failure.
 test: test-lib test-notebooks
 
-test-lib: $(VENV)/.installed-dev
+test-lib: $(VENV)/.installed-dev $(VENV)/.installed-site
 	$(PY) -m pytest -n $(JOBS) tests
 
 test-notebooks: $(VENV)/.installed-dev
@@ -66,5 +84,16 @@ grade: $(VENV)/.installed-base
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py
 
+# Only the package registry is needed, not the venv: pip downloads for the device's Python 3.12.
+# The course website: the student edition executed (with the solution packs when they exist,
+# so every figure is drawn) and rendered by Jupyter Book into _site/html/.
+site: $(VENV)/.installed-site
+	$(PY) -m autograder release --out release
+	$(PY) deploy/site.py --release release --out _site
+
+GPU_PREP ?= .gpu
+gpu-prep:
+	$(PYTHON) benchmarks/gpu_prep.py --out $(GPU_PREP)
+
 clean:
-	rm -rf $(VENV) release .pytest_cache .hypothesis
+	rm -rf $(VENV) release release_packs _site .pytest_cache .hypothesis

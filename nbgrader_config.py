@@ -18,4 +18,9 @@ c.CourseDirectory.feedback_directory = "feedback"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.ExecutePreprocessor.timeout = 120
-c.Exchange.root = "exchange"
+# The course id nbgrader's exchange commands (release_assignment, collect, ...) need. Override
+# with DLKIT_COURSE_ID. The exchange is an absolute path (a shared hub exchange is usually
+# /srv/nbgrader/exchange): DLKIT_EXCHANGE, else exchange/ in this course directory.
+c.CourseDirectory.course_id = os.environ.get("DLKIT_COURSE_ID", "dlkit")
+c.Exchange.root = os.path.abspath(os.environ.get("DLKIT_EXCHANGE")
+                                  or os.path.join(c.CourseDirectory.root, "exchange"))

@@ -33,6 +33,8 @@ import atexit
 import hashlib
 import os
 import re
+import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,7 +131,11 @@ class Cell:
 
 
 def _transform_ipython(source: str) -> str:
-    """Turn IPython syntax (magics, ``!cmd``) into plain Python calls; text only, no execution."""
+    """Turn IPython syntax (magics, ``!cmd``) into plain Python calls; text only, no execution.
+
+    Runs on student text: call it only inside :func:`analyze_cells`' limited child process
+    (or on trusted text); it may raise anything (e.g. "Input transformation still changing").
+    """
     try:
         from IPython.core.inputtransformer2 import TransformerManager
     except ImportError:  # pragma: no cover - IPython ships with jupyter
@@ -138,26 +144,41 @@ def _transform_ipython(source: str) -> str:
 
 
 def analyze_cell(grade_id: str, source: str) -> Cell:
-    """Top-level names a cell defines and all names it reads (by ``ast``; nothing runs)."""
+    """Top-level names a cell defines and all names it reads (by ``ast``; nothing runs).
+
+    Never raises for any text: a cell that cannot be parsed gets ``syntax_error``.  Unbounded
+    in time and memory, so student cells go through :func:`analyze_cells` (a limited child).
+    """
     cell = Cell(grade_id, source)
     if len(source) > MAX_CELL_CHARS:
         cell.syntax_error = f"the cell has {len(source)} characters (limit {MAX_CELL_CHARS})"
         return cell
+    tree = None
+    first: BaseException | None = None
     try:
         tree = ast.parse(source)
-    except SyntaxError:
-        transformed = _transform_ipython(source)
+    except SyntaxError as exc:
+        first = exc
+    except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        cell.syntax_error = f"the cell cannot be parsed: {type(exc).__name__}"
+        return cell
+    if tree is None:   # outside the except block: errors here are not chained to the SyntaxError
         try:
+            transformed = _transform_ipython(source)
             tree = ast.parse(transformed)
             cell.source = transformed
         except SyntaxError as exc:
             cell.syntax_error = f"SyntaxError: {exc.msg} (line {exc.lineno})"
             return cell
-    except (ValueError, RecursionError, MemoryError) as exc:
-        cell.syntax_error = f"the cell cannot be parsed: {type(exc).__name__}"
-        return cell
+        except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, IPython's RuntimeError...
+            msg = str(first.msg) if isinstance(first, SyntaxError) else ""
+            cell.syntax_error = (f"the cell cannot be parsed ({type(exc).__name__} while reading its "
+                                 f"IPython syntax; Python says: SyntaxError: {msg[:200]})")
+            return cell
 
-    def top_level(nodes: list[ast.stmt]) -> None:
+    def top_level(nodes: list[ast.stmt], depth: int = 0) -> None:
+        if depth > 50:
+            return
         for node in nodes:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 cell.defines.add(node.name)
@@ -173,13 +194,204 @@ def analyze_cell(grade_id: str, source: str) -> Cell:
                         cell.defines.add((alias.asname or alias.name).split(".")[0])
             elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
                 for attr in ("body", "orelse", "finalbody"):
-                    top_level(getattr(node, attr, []) or [])
+                    top_level(getattr(node, attr, []) or [], depth + 1)
                 for handler in getattr(node, "handlers", []) or []:
-                    top_level(handler.body)
+                    top_level(handler.body, depth + 1)
 
-    top_level(tree.body)
-    cell.uses = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    try:
+        top_level(tree.body)
+        cell.uses = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    except (RecursionError, MemoryError) as exc:
+        cell.defines, cell.uses = set(), set()
+        cell.syntax_error = f"the cell cannot be parsed: {type(exc).__name__}"
     return cell
+
+
+#: Bounds of the analysis of one submission's cells (a forked child process of the grader).
+ANALYSIS_CELL_S = 5.0       # one cell
+ANALYSIS_TOTAL_S = 15.0     # all cells of a submission together
+ANALYSIS_MEMORY_MB = 768    # address space the child may add to the grader's
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _analysis_child(items: list[tuple[str, str]], wfd: int, memory_mb: int, cpu_s: float) -> None:
+    """In the forked child: analyse ``items`` in order, one JSON line each to ``wfd``; never returns."""
+    code = 0
+    try:
+        import resource
+        try:
+            extra = (memory_mb << 20) + _vm_size()
+            resource.setrlimit(resource.RLIMIT_AS, (extra, extra))
+            cpu = int(cpu_s) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        except (ValueError, OSError):
+            pass
+        for gid, src in items:
+            try:
+                cell = analyze_cell(gid, src)
+                rec: dict[str, Any] = {"gid": gid, "defines": sorted(cell.defines), "uses": sorted(cell.uses),
+                                       "error": cell.syntax_error}
+                if cell.source != src:
+                    rec["source"] = cell.source
+            except BaseException as exc:  # noqa: BLE001 - MemoryError, RecursionError, anything
+                rec = {"gid": gid, "error": f"the cell cannot be parsed: {type(exc).__name__}"}
+            data = (json.dumps(rec) + "\n").encode("utf-8", "surrogatepass")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(wfd, view):]
+    except BaseException:  # noqa: BLE001
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def analyze_cells(cells: dict[str, str], *, cell_s: float = ANALYSIS_CELL_S,
+                  total_s: float = ANALYSIS_TOTAL_S, memory_mb: int = ANALYSIS_MEMORY_MB) -> dict[str, Cell]:
+    """:func:`analyze_cell` for every cell of a submission, bounded: the work runs in forked
+    child processes with an address-space and CPU limit; one cell gets ``cell_s`` seconds, all
+    of them ``total_s``.  A cell whose analysis crashes, runs out of memory or time gets
+    ``syntax_error`` (it scores 0 for what it defines); nothing of it reaches this process but
+    the JSON lines the child writes."""
+    try:   # imported here, in the trusted process, so that children do not each pay for it
+        import IPython.core.inputtransformer2  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
+    out: dict[str, Cell] = {}
+    todo = [(gid, src) for gid, src in cells.items()]
+    for gid, src in todo:
+        if len(src) > MAX_CELL_CHARS:
+            out[gid] = Cell(gid, src, syntax_error=f"the cell has {len(src)} characters (limit {MAX_CELL_CHARS})")
+    todo = [(g, s) for g, s in todo if g not in out]
+    end = time.monotonic() + total_s
+    while todo and time.monotonic() < end:
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(rfd)
+            _analysis_child(todo, wfd, memory_mb, min(total_s, end - time.monotonic()) + 1)
+        os.close(wfd)
+        buf = b""
+        cell_end = min(end, time.monotonic() + cell_s)
+        why = None
+        try:
+            while todo:
+                left = cell_end - time.monotonic()
+                if left <= 0:
+                    why = (f"analysing the cell took longer than {cell_s:g} s" if cell_end < end else
+                           f"analysing the notebook's cells took longer than {total_s:g} s in all")
+                    break
+                ready, _, _ = select.select([rfd], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(rfd, 1 << 20)
+                if not chunk:
+                    why = "the cell could not be parsed (the parser ran out of memory or crashed)"
+                    break
+                buf += chunk
+                while b"\n" in buf and todo:
+                    line, buf = buf.split(b"\n", 1)
+                    gid, src = todo.pop(0)
+                    try:
+                        rec = json.loads(line.decode("utf-8", "surrogatepass"))
+                    except ValueError:
+                        rec = {"gid": gid, "error": "the cell could not be parsed"}
+                    cell = Cell(gid, rec.get("source", src) if isinstance(rec.get("source"), str) else src)
+                    cell.defines = {n for n in rec.get("defines") or [] if isinstance(n, str)}
+                    cell.uses = {n for n in rec.get("uses") or [] if isinstance(n, str)}
+                    cell.syntax_error = rec.get("error") if isinstance(rec.get("error"), str) else None
+                    out[gid] = cell
+                    cell_end = min(end, time.monotonic() + cell_s)
+        finally:
+            os.close(rfd)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            os.waitpid(pid, 0)
+        if why and todo:
+            gid, src = todo.pop(0)
+            out[gid] = Cell(gid, src, syntax_error=why)
+    for gid, src in todo:
+        out[gid] = Cell(gid, src, syntax_error=f"not analysed: reading the notebook's cells took longer "
+                                               f"than {total_s:g} s in all")
+    return {gid: out[gid] for gid in cells}
+
+
+#: Contract B: policy name -> top-level modules an answer cell may import.  The single home is
+#: ``dlkit.student.POLICIES`` (read from the INSTRUCTOR dlkit, never from inside the sandbox);
+#: this is a FALLBACK COPY used only while the installed dlkit lacks it (remove once merged).
+_FALLBACK_POLICIES: dict[str, tuple[str, ...]] = {
+    "numpy": ("numpy", "math", "functools", "itertools", "collections", "typing", "dataclasses",
+              "numbers", "operator", "__future__"),
+    "dlkit": ("numpy", "math", "functools", "itertools", "collections", "typing", "dataclasses",
+              "numbers", "operator", "__future__", "dlkit"),
+}
+DEFAULT_POLICY = "dlkit"
+
+
+def import_policies() -> dict[str, tuple[str, ...]]:
+    """Policy name -> allowed top-level modules (``dlkit.student.POLICIES``, else the fallback)."""
+    try:
+        from dlkit.student import POLICIES  # type: ignore[attr-defined]
+        return {str(k): tuple(str(m) for m in v) for k, v in POLICIES.items()}
+    except (ImportError, AttributeError, TypeError):
+        return dict(_FALLBACK_POLICIES)
+
+
+def graded_md_path() -> Path:
+    """notebooks/GRADED.md (``$DLKIT_GRADED_MD`` overrides it, for the grader's own tests)."""
+    given = os.environ.get("DLKIT_GRADED_MD")
+    return Path(given) if given else REPO / "notebooks" / "GRADED.md"
+
+
+def cell_policies(gids: list[str], graded_md: Path | None = None) -> dict[str, str | None]:
+    """The imports policy of each answer cell (contract B).
+
+    A submission of an assignment listed in GRADED.md (one of its cells is a graded name there):
+    each cell gets its ``imports`` entry, ``dlkit`` (:data:`DEFAULT_POLICY`) when the column or
+    the entry is missing (an extra, unlisted answer cell included).  Cells of assignments GRADED.md
+    does not list (e.g. the grader's own test fixtures) get None: no policy."""
+    path = graded_md if graded_md is not None else graded_md_path()
+    known = graded_names(path)
+    if not any(g in known for g in gids):
+        return {g: None for g in gids}
+    table = graded_import_policies(path)
+    return {g: table.get(g, DEFAULT_POLICY) for g in gids}
+
+
+def graded_import_policies(graded_md: Path | None = None) -> dict[str, str]:
+    """``{graded name: policy}`` from GRADED.md's ``imports`` column (empty while it has none)."""
+    graded_md = graded_md if graded_md is not None else graded_md_path()
+    out: dict[str, str] = {}
+    try:
+        text = graded_md.read_text(encoding="utf-8")
+    except OSError:
+        return out
+    col = None
+    for line in text.splitlines():
+        if not line.lstrip().startswith("|"):
+            col = None
+            continue
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        low = [c.strip("` ").lower() for c in cols]
+        if "name" in low and "imports" in low:
+            col = low.index("imports")
+            name_col = low.index("name")
+            continue
+        if col is None or len(cols) <= max(col, name_col):
+            continue
+        m = re.match(r"^`([A-Za-z_][A-Za-z0-9_]*)`$", cols[name_col])
+        policy = cols[col].strip("` ")
+        if m and policy:
+            out[m.group(1)] = policy
+    return out
 
 
 # =============================================================================================
@@ -194,14 +406,62 @@ def _student_error_text(err: dict, stdout: str = "") -> str:
     return text
 
 
+class SubmissionBudgetExhausted(api.StudentTimeout):
+    """The whole submission's time budget (``Limits.submission_s``) is used up."""
+
+
+class _Clock:
+    """Seconds a check (or the loading of one answer cell) has spent waiting on the sandbox.
+
+    Only time inside requests counts: starting or restarting a worker (e.g. after an earlier
+    check's timeout), loading answer cells and the check's own trusted code never do, so the
+    same correct answer gets the same budget in every run.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout, self.used = float(timeout), 0.0
+
+    def left(self) -> float:
+        return self.timeout - self.used
+
+
 class Submission:
-    """One submission's answer cells and its (lazily started, restartable) sandbox."""
+    """One submission's answer cells and its (lazily started, restartable) sandbox.
+
+    ``policies``: ``{grade_id: import policy}`` (default: GRADED.md's ``imports`` column, else
+    ``dlkit``); ``sandbox_options``: keyword arguments for :class:`Sandbox` (contract C:
+    ``toolchain``, ``ro_dirs``, ``env``, ``mode``).  The whole grading of the submission (this
+    object's life: parsing, every check, compiling) gets ``limits.submission_s`` seconds.
+    """
 
     def __init__(self, cells: dict[str, str], student_dlkit: str | None, limits: Limits,
-                 isolate: bool = True) -> None:
-        self.cells = {gid: analyze_cell(gid, src) for gid, src in cells.items()}
+                 isolate: bool = True, *, policies: dict[str, str] | None = None,
+                 sandbox_options: dict[str, Any] | None = None) -> None:
+        self.t_start = time.monotonic()
+        self.limits = limits
+        self.t_end = self.t_start + float(limits.submission_s)
+        self.cells = analyze_cells(cells, total_s=min(ANALYSIS_TOTAL_S, 0.5 * float(limits.submission_s)))
         self.order = list(self.cells)
-        self.student_dlkit, self.limits, self.isolate = student_dlkit, limits, isolate
+        self._index = {g: i for i, g in enumerate(self.order)}
+        self._definers: dict[str, list[str]] = {}
+        for gid in self.order:
+            for name in self.cells[gid].defines:
+                self._definers.setdefault(name, []).append(gid)
+        self._names = sorted(self._definers)
+        self._closures: dict[tuple[str, ...], list[str]] = {}
+        table = import_policies()
+        chosen: dict[str, str | None] = (cell_policies(self.order) if policies is None else
+                                         {g: policies.get(g, DEFAULT_POLICY) for g in self.order})
+        self.policy: dict[str, str | None] = {}
+        self.allowed: dict[str, tuple[str, ...] | None] = {}
+        for gid in self.order:
+            name = chosen.get(gid)
+            if name is not None and name not in table:   # unknown policy in GRADED.md: the strictest
+                name = "numpy" if "numpy" in table else DEFAULT_POLICY
+            self.policy[gid] = name
+            self.allowed[gid] = None if name is None else tuple(table.get(name, ()))
+        self.student_dlkit, self.isolate = student_dlkit, isolate
+        self.sandbox_options = dict(sandbox_options or {})
         self.sandbox: Sandbox | None = None
         self.loaded: set[str] = set()
         self.load_failures: dict[str, str] = {}    # cell -> why its definition killed the worker
@@ -211,16 +471,21 @@ class Submission:
 
     # ---- static facts
     def defined_names(self) -> list[str]:
-        return sorted(set().union(*(c.defines for c in self.cells.values())) if self.cells else set())
+        return list(self._names)
 
     def cells_defining(self, name: str) -> list[str]:
-        found = [g for g in self.order if name in self.cells[g].defines]
+        found = list(self._definers.get(name, ()))
         if not found and name in self.cells:
             found = [name]
         return found
 
     def closure(self, roots: list[str]) -> list[str]:
-        """The cells ``roots`` need: themselves and, transitively, cells defining names they use."""
+        """The cells ``roots`` need: themselves and, transitively, cells defining names they use
+        (linear in the size of the dependency graph; memoised per ``roots``)."""
+        key = tuple(roots)
+        hit = self._closures.get(key)
+        if hit is not None:
+            return list(hit)
         need, todo = set(), list(roots)
         while todo:
             gid = todo.pop()
@@ -228,16 +493,21 @@ class Submission:
                 continue
             need.add(gid)
             for name in self.cells[gid].uses - PROVIDED_NAMES:
-                for other in self.cells_defining(name):
+                for other in self._definers.get(name, ()):
                     if other not in need:
                         todo.append(other)
-        return [g for g in self.order if g in need]
+        out = sorted(need, key=self._index.__getitem__)
+        self._closures[key] = out
+        return list(out)
 
     # ---- sandbox lifecycle
+    def _new_sandbox(self) -> Sandbox:
+        return Sandbox(self.student_dlkit, self.limits, isolate=self.isolate, **self.sandbox_options)
+
     def prestart(self) -> None:
         """Launch the first worker now, so that it boots while pytest collects the checks."""
         if self.sandbox is None:
-            self.sandbox = Sandbox(self.student_dlkit, self.limits, isolate=self.isolate)
+            self.sandbox = self._new_sandbox()
             try:
                 self.sandbox.launch()
             except SandboxStartError as exc:
@@ -245,7 +515,7 @@ class Submission:
                 raise HarnessError(str(exc)) from exc
             self.workers_started += 1
 
-    def _ensure_sandbox(self, deadline: float) -> Sandbox:
+    def _ensure_sandbox(self) -> Sandbox:
         if self.sandbox is not None and not self.sandbox.ready:
             try:
                 self.isolation = self.sandbox.wait_ready()
@@ -255,7 +525,7 @@ class Submission:
         if self.sandbox is not None and self.sandbox.alive:
             return self.sandbox
         self.discard_sandbox()
-        sandbox = Sandbox(self.student_dlkit, self.limits, isolate=self.isolate)
+        sandbox = self._new_sandbox()
         try:
             self.isolation = sandbox.start()
         except SandboxStartError as exc:
@@ -273,23 +543,38 @@ class Submission:
     def close(self) -> None:
         self.discard_sandbox()
 
-    def _request(self, message: dict, blobs: list[bytes], deadline: float, timeout: float,
-                 what: str, cells: list[str] = ()) -> tuple[dict, list[bytes]]:
+    def budget_left(self) -> float:
+        """Seconds left of the whole submission's budget (``limits.submission_s``)."""
+        return self.t_end - time.monotonic()
+
+    def _request(self, message: dict, blobs: list[bytes], clock: _Clock,
+                 what: str, cells: Any = ()) -> tuple[dict, list[bytes]]:
         """Send one request; ``cells``: the answer cells whose code the request runs."""
-        if deadline - time.monotonic() <= 0:
-            raise api.StudentTimeout(f"{what}: the time budget of this check ({timeout:g} s) is used up")
-        sandbox = self._ensure_sandbox(deadline)
+        if clock.left() <= 0:
+            raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.timeout:g} s) is used up")
+        if self.budget_left() <= 0:
+            raise SubmissionBudgetExhausted(f"{what} was not run: the time budget of the whole "
+                                            f"submission ({self.limits.submission_s:g} s) is used up")
+        sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
+        budget = clock.left()
         if self.timed_out.intersection(cells):
             # That code already ran out of time in an earlier check: a short budget, so that
             # one infinite loop does not cost the full timeout of every check calling it.
-            deadline = min(deadline, time.monotonic() + max(0.5, 0.1 * timeout))
+            budget = min(budget, max(0.5, 0.1 * clock.timeout))
+        t0 = time.monotonic()
+        by_submission = self.t_end - t0 < budget
+        deadline = t0 + min(budget, self.t_end - t0)
         try:
             return sandbox.request(message, blobs, deadline)
         except WorkerTimeout:
-            self.timed_out.update(cells)
             self.discard_sandbox()
+            if by_submission:
+                raise SubmissionBudgetExhausted(
+                    f"{what} did not finish before the time budget of the whole submission "
+                    f"({self.limits.submission_s:g} s) ran out") from None
+            self.timed_out.update(cells)
             raise api.StudentTimeout(
-                f"{what} did not finish within this check's time limit of {timeout:g} s "
+                f"{what} did not finish within this check's time limit of {clock.timeout:g} s "
                 "(an infinite loop, or far too slow code?)") from None
         except WorkerCrashed as exc:
             tail = sandbox.output_tail()[-600:]
@@ -301,9 +586,19 @@ class Submission:
             if tail:
                 msg += "\nLast output:\n" + tail
             raise api.StudentCrash(msg) from None
+        finally:
+            clock.used += time.monotonic() - t0
 
-    def load(self, gids: list[str], deadline: float, timeout: float) -> None:
-        """Define ``gids`` (in order) in the worker; raise StudentError for a failing cell."""
+    def cell_message(self, gid: str) -> dict[str, Any]:
+        """One cell of an ``exec`` request, with its imports policy (contract B)."""
+        allowed = self.allowed[gid]
+        return {"gid": gid, "source": self.cells[gid].source, "policy": self.policy[gid],
+                "allowed_imports": None if allowed is None else list(allowed)}
+
+    def load(self, gids: list[str], timeout: float) -> None:
+        """Define ``gids`` (in order) in the worker; raise StudentError for a failing cell.
+
+        Each cell gets ``timeout`` seconds of its own (not taken from the calling check)."""
         for gid in gids:
             cell = self.cells[gid]
             if gid in self.load_failures:
@@ -313,8 +608,10 @@ class Submission:
             if gid in self.loaded:
                 continue
             try:
-                reply, _ = self._request({"op": "exec", "cells": [[gid, cell.source]]}, [],
-                                         deadline, timeout, f"running your answer cell {gid!r}", [gid])
+                reply, _ = self._request({"op": "exec", "cells": [self.cell_message(gid)]}, [],
+                                         _Clock(timeout), f"running your answer cell {gid!r}", [gid])
+            except SubmissionBudgetExhausted:
+                raise                          # not the cell's fault: nothing to remember
             except (api.StudentTimeout, api.StudentCrash) as exc:
                 self.load_failures[gid] = str(exc)
                 raise
@@ -349,12 +646,15 @@ class Submission:
 
 
 class StudentProxy:
-    """The ``student`` fixture of one check (see :class:`autograder.api.Student`)."""
+    """The ``student`` fixture of one check (see :class:`autograder.api.Student`).
+
+    The check's clock counts only time spent waiting on the sandbox for the check's own calls
+    (see :class:`_Clock`): never a worker (re)start nor the loading of answer cells."""
 
     def __init__(self, submission: Submission, info: api.CheckInfo | None) -> None:
         self._sub = submission
         self._timeout = info.timeout if info else api.DEFAULT_TIMEOUT
-        self._deadline = time.monotonic() + self._timeout
+        self._clock = _Clock(self._timeout)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         sub = self._sub
@@ -364,22 +664,19 @@ class StudentProxy:
                 f"your notebook does not define {name!r}: no answer cell with grade_id {name!r} was "
                 "found (did you delete the cell, copy it, or change its metadata?)")
         a, k, blobs = sub._encode_args(args, kwargs)
-        sub.load(sub.closure(roots), self._deadline, self._timeout)
+        sub.load(sub.closure(roots), self._timeout)
         reply, out = sub._request({"op": "call", "name": name, "args": a, "kwargs": k}, blobs,
-                                  self._deadline, self._timeout, f"{name}(...)", roots)
+                                  self._clock, f"{name}(...)", roots)
         return sub._decode_reply(reply, out, f"{name}(...)")
 
     def run(self, driver_source: str, entry: str, *args: Any, **kwargs: Any) -> Any:
         sub = self._sub
-        try:
-            uses = analyze_cell("<driver>", driver_source).uses
-        except Exception:  # noqa: BLE001
-            uses = set()
+        uses = analyze_cell("<driver>", driver_source).uses   # the check's own (trusted) text
         roots = sorted({g for name in uses for g in sub.cells_defining(name)}, key=sub.order.index)
         a, k, blobs = sub._encode_args(args, kwargs)
-        sub.load(sub.closure(roots), self._deadline, self._timeout)
+        sub.load(sub.closure(roots), self._timeout)
         reply, out = sub._request({"op": "run", "source": driver_source, "entry": entry, "args": a,
-                                   "kwargs": k}, blobs, self._deadline, self._timeout,
+                                   "kwargs": k}, blobs, self._clock,
                                   "your code (driven by the check)", roots)
         return sub._decode_reply(reply, out, "your code (driven by the check)")
 

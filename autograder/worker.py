@@ -7,20 +7,36 @@ The trusted side also imports this module as ``autograder.worker`` for the wire 
 (:func:`read_frame`, :func:`write_frame`, :func:`encode`, :func:`decode`), so both ends share one
 codec.
 
-Start-up, while still privileged (see ``autograder/sandbox.py`` for what the config holds):
+Start-up, while still privileged (see ``autograder/sandbox.py`` for what the config holds and
+for the isolation modes):
 
-1. new mount / network / IPC / UTS namespaces (``unshare``); the filesystem is rebuilt on a
-   private tmpfs holding only read-only bind mounts of the Python runtime, the few packages the
-   student edition needs, ``/dev/null`` & co and a writable scratch ``/work``; ``pivot_root`` to
-   it and detach the old root, so hidden checks, reference notebooks, the gradebook and other
-   submissions do not exist in the worker's world;
+1. ``namespaces`` mode (root): new mount / PID / network / IPC / UTS namespaces (``unshare``),
+   then a fork: the child goes on as PID 1 of the new PID namespace, the parent only waits and
+   exits like it; the filesystem is rebuilt on a private tmpfs holding only read-only bind
+   mounts of the Python runtime, the few packages the student edition needs (plus the
+   toolchain and extra read-only directories of contract C when asked), ``/dev/null`` & co,
+   a fresh ``/proc`` of the sandbox's own PIDs, and tmpfs ``/work`` (scratch) and ``/tmp``;
+   ``pivot_root`` to it and detach the old root, so hidden checks, reference notebooks, the
+   gradebook and other submissions do not exist in the worker's world.  ``bwrap`` mode:
+   bubblewrap built the same world (through a user namespace) before this process started;
 2. drop to an unprivileged, per-sandbox uid/gid with no supplementary groups and
    ``PR_SET_NO_NEW_PRIVS``;
-3. ``resource`` limits (CPU time, address space, processes, file size, open files, core);
-4. Landlock (when the kernel has it): reads only below the allowed paths, writes only in scratch.
+3. ``resource`` limits (CPU time, address space, processes, file size, open files, core); the
+   address space per process is the whole budget when a memory cgroup bounds the tree, else
+   the budget divided by the processes allowed;
+4. Landlock (``landlock`` mode, when the kernel has it): reads only below the allowed paths,
+   writes only in scratch.
 
-Each step degrades gracefully when the OS refuses it; what was achieved is reported to the
-trusted side in the first message (``isolation``).
+Each step degrades gracefully when the OS refuses it; what was achieved is verified from inside
+(the grader's PID is not visible, only loopback exists, the grader's files are absent, no
+capabilities) and reported to the trusted side in the first message (``isolation``), whose
+``"isolation"`` key names the mode actually achieved.
+
+Imports policies (contract B): an ``exec`` request's cells may carry ``policy`` and
+``allowed_imports``; cells of one policy share one globals dict whose ``__builtins__`` has an
+``__import__`` allowing only those top-level modules (``ImportPolicyError`` naming the cell and
+the policy otherwise) and no ``dlkit`` unless allowed.  This catches honest mistakes and casual
+shortcuts; it is not a security boundary (the sandbox is).
 
 Wire format (both directions): a frame is ``u32 json_len | JSON | blob_0 | blob_1 | ...``
 (big-endian); the JSON object lists the blob lengths in ``"_blobs"``.  Values are JSON with tagged
@@ -256,9 +272,9 @@ def decode(node: Any, blobs: list[bytes], *, allow_rng: bool = False,
 # Sandbox set-up (runs first, while still privileged)
 # ============================================================================================
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
-CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
-    1, 2, 4, 32, 4096, 16384, 1 << 18)
+CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWPID = 0x10000000, 0x40000000, 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
 MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
@@ -307,8 +323,16 @@ def _build_root(libc: Any, cfg: dict, uid: int) -> None:
         _mount(libc, None, path, None, flags)
     for d, mode in (("/work", 0o700), ("/tmp", 0o1777)):
         os.makedirs(root + d, exist_ok=True)
+        # a tmpfs of its own, so that it stays writable after "/" is remounted read-only below
+        _mount(libc, "tmpfs", root + d, "tmpfs", MS_NOSUID | MS_NODEV,
+               f"size={cfg['tmpfs_mb']}m,mode={mode:o}")
         os.chown(root + d, uid, uid)
         os.chmod(root + d, mode)
+    os.makedirs(root + "/proc", exist_ok=True)   # this PID namespace's processes only
+    _mount(libc, "proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for src, dst in cfg.get("late_binds", []):   # e.g. /proc/driver/nvidia (gpu=True)
+        _mount(libc, src, root + dst, None, MS_BIND | MS_REC)
+        _mount(libc, None, root + dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir(root)
     import platform
     nr = SYS_PIVOT_ROOT.get(platform.machine())
@@ -425,8 +449,101 @@ def _count_processes(uid: int) -> int:
     return n
 
 
+def _enter_pid_namespace(libc: Any, cfg: dict) -> bool:
+    """Fork into the new PID namespace (``unshare(CLONE_NEWPID)`` was done): the child returns
+    True and goes on as PID 1 of it; the parent only waits and exits like the child did."""
+    pid = os.fork()
+    if pid == 0:
+        return True
+    import signal
+    for fd in (cfg["rfd"], cfg["wfd"]):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    os.closerange(3, 256)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            os._exit(70)
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
+def _effective_capabilities() -> int:
+    """This process's effective capability set (read before Landlock hides /proc)."""
+    import ctypes
+    try:
+        libc = _libc()
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                        ("inheritable", ctypes.c_uint32)]
+
+        header, data = Header(0x20080522, 0), (Data * 2)()
+        if libc.capget(ctypes.byref(header), ctypes.byref(data)) != 0:
+            return -1
+        return data[0].effective | (data[1].effective << 32)
+    except (OSError, AttributeError):
+        return -1
+
+
+def _verify(cfg: dict, report: dict) -> None:
+    """Check from inside what the layers achieved; ``report["isolation"]`` claims only that."""
+    grader = int(cfg.get("grader_pid") or 0)
+    hidden = True
+    try:
+        if grader:
+            os.kill(grader, 0)
+        hidden = False                      # the grader's process is visible (and signalable)
+    except ProcessLookupError:
+        hidden = os.getpid() <= 8           # pids of a fresh namespace are tiny
+    except PermissionError:
+        hidden = False
+    report["pids"] = "private (PID namespace)" if hidden else "host PIDs visible"
+    try:
+        import socket
+        names = {n for _, n in socket.if_nameindex()}
+    except OSError:
+        names = {"?"}
+    if names <= {"lo"} and report.get("network", "").startswith("off"):
+        report["network"] = "off (empty network namespace: loopback only)"
+    elif report.get("network", "").startswith("off"):
+        report["network"] = f"NOT isolated (interfaces {sorted(names)})"
+    probe = cfg.get("hidden_probe")
+    private = report.get("filesystem", "").startswith("private")
+    if private and probe and os.path.exists(probe):
+        report["filesystem"] = "NOT private (the grader's files are visible)"
+        private = False
+    mode = cfg.get("mode")
+    no_caps = report.pop("_capeff", 1) == 0
+    full = private and hidden and report["network"].startswith("off") and no_caps
+    if mode == "namespaces" and full and report.get("user", "").startswith("uid "):
+        report["isolation"] = "namespaces(root)"
+    elif mode == "bwrap" and full:
+        report["isolation"] = "bwrap"
+    elif str(report.get("landlock", "")).startswith("on"):
+        report["isolation"] = "landlock"
+    else:
+        report["isolation"] = "none"
+    report["capabilities"] = "none" if no_caps else "SOME (not dropped)"
+
+
 def setup_sandbox(cfg: dict) -> dict:
-    """Apply every isolation layer the OS allows; return what was achieved."""
+    """Apply every isolation layer the OS allows; return what was achieved (and verified)."""
     import resource
     report: dict[str, Any] = {}
     libc = None
@@ -434,26 +551,40 @@ def setup_sandbox(cfg: dict) -> dict:
         libc = _libc()
     except OSError as exc:
         report["libc"] = f"unavailable: {exc}"
+    mode = cfg.get("mode") or ("namespaces" if cfg.get("namespaces", True) else "landlock")
     is_root = os.geteuid() == 0
-    uid = cfg.get("uid") if is_root else os.getuid()
+    uid = cfg.get("uid") if (is_root and cfg.get("uid") is not None) else os.getuid()
     ns = False
-    if libc is not None and cfg.get("namespaces", True):
-        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    fs = "not isolated"
+    if mode == "bwrap":
+        ns = True                          # built by bubblewrap before this process started
+        report["namespaces"] = "user,mount,pid,net,ipc,uts (bubblewrap)"
+        fs = "private root (read-only binds + scratch, bubblewrap)"
+        report["user"] = f"uid {os.getuid()} in a user namespace"
+        is_root = False
+    elif libc is not None and mode == "namespaces":
+        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID
         if is_root and libc.unshare(flags) == 0:
             ns = True
-        report["namespaces"] = "mount,net,ipc,uts" if ns else "unavailable (unshare refused)"
+            libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+            _enter_pid_namespace(libc, cfg)      # from here on: PID 1 of the sandbox
+            libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        report["namespaces"] = "mount,pid,net,ipc,uts" if ns else "unavailable (unshare refused)"
+        if ns:
+            try:
+                _build_root(libc, cfg, uid)
+                fs = "private root (read-only binds + scratch)"
+            except OSError as exc:
+                fs = f"not isolated ({exc})"
     report["network"] = "off (empty network namespace)" if ns else "NOT isolated"
-    fs = "not isolated"
-    if ns:
-        try:
-            _build_root(libc, cfg, uid)
-            fs = "private root (read-only binds + scratch)"
-        except OSError as exc:
-            fs = f"not isolated ({exc})"
     report["filesystem"] = fs
-    scratch = "/work" if fs.startswith("private") else cfg["scratch"]
+    private = fs.startswith("private")
+    scratch = "/work" if private else cfg["scratch"]
     os.chdir(scratch)
-    if is_root and not fs.startswith("private") and not _world_readable(cfg["sys_path"][0]):
+    own_uid = False
+    if mode == "bwrap":
+        pass
+    elif is_root and not private and not _world_readable(cfg["sys_path"][0]):
         # Without a private root, another uid could not even read the Python runtime (e.g. it
         # lives under /root): stay uid 0 but without any capability; Landlock confines files.
         report["user"] = "uid 0 WITHOUT capabilities (runtime not readable by other users)"
@@ -467,22 +598,29 @@ def setup_sandbox(cfg: dict) -> dict:
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
             report["user"] = f"uid {uid}"
+            own_uid = uid != 0 and cfg.get("uid") is not None
         except OSError as exc:
             report["user"] = f"STILL ROOT ({exc})"
     elif "user" not in report:
         report["user"] = f"uid {uid} (unprivileged already)"
     if libc is not None:
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    report["_capeff"] = _effective_capabilities()
     lim = cfg["limits"]
-    nproc = lim["nproc"] if (is_root and report["user"].startswith("uid")) else _count_processes(uid) + lim["nproc"]
-    for name, value in (("RLIMIT_CPU", lim["cpu_s"]), ("RLIMIT_AS", lim["memory_mb"] << 20),
+    processes = max(1, int(cfg.get("processes") or lim.get("nproc", 1)))
+    per_process_mb = lim["memory_mb"] if cfg.get("memory_cgroup") else lim["memory_mb"] // processes
+    if own_uid:
+        nproc = processes                   # the sandbox's own uid: exactly its processes
+    else:
+        nproc = _count_processes(os.getuid()) + processes - 1
+    for name, value in (("RLIMIT_CPU", lim["cpu_s"]), ("RLIMIT_AS", per_process_mb << 20),
                         ("RLIMIT_NPROC", nproc), ("RLIMIT_FSIZE", lim["fsize_mb"] << 20),
                         ("RLIMIT_NOFILE", lim["nofile"]), ("RLIMIT_CORE", 0)):
         try:
             resource.setrlimit(getattr(resource, name), (value, value))
         except (ValueError, OSError) as exc:
             report.setdefault("limits_failed", []).append(f"{name}: {exc}")
-    private = fs.startswith("private")
+    report["processes"] = processes
     if libc is not None:
         libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)  # die with the grader (reset by the uid change)
     report["sys_path"] = cfg["private_sys_path"] if private else cfg["sys_path"]
@@ -490,7 +628,7 @@ def setup_sandbox(cfg: dict) -> dict:
         reads = list(cfg["sys_path"]) + ["/dev/null", "/dev/zero", "/dev/urandom"]
         reads += cfg.get("extra_read", [])
         try:
-            report["landlock"] = _landlock(libc, reads, [scratch])
+            report["landlock"] = _landlock(libc, reads, [scratch] + list(cfg.get("devices", [])))
             if "TCP denied" in report["landlock"] and not ns:
                 report["network"] = "TCP blocked by Landlock (other protocols NOT isolated)"
             if report["landlock"].startswith("on"):
@@ -499,8 +637,9 @@ def setup_sandbox(cfg: dict) -> dict:
             report["landlock"] = f"failed ({exc})"
     os.environ.clear()
     os.environ.update(cfg["env"])
-    if fs.startswith("private"):
+    if private:
         os.environ["HOME"] = os.environ["TMPDIR"] = "/work"
+    _verify(cfg, report)
     return report
 
 
@@ -549,10 +688,68 @@ class _FakeIPython:
         return lambda *args, **kwargs: None
 
 
+class ImportPolicyError(ImportError):
+    """An answer cell imported a module its imports policy (GRADED.md, contract B) does not allow."""
+
+
+def _policy_import(real_import: Any, who: str, policy: str, allowed: tuple) -> Any:
+    """An ``__import__`` letting answer cell ``who`` import only the top-level modules ``allowed``."""
+    allowed_set = frozenset(allowed)
+    listing = ", ".join(allowed)
+
+    def __import__(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
+                   level: int = 0) -> Any:
+        top = str(name).partition(".")[0]
+        if level != 0 or top not in allowed_set:
+            what = ("." * level + str(name)) if level else str(name)
+            cell = who
+            try:   # name the answer cell the import statement is in
+                fname = sys._getframe(1).f_code.co_filename
+                if fname.startswith("<answer cell ") and fname.endswith(">"):
+                    cell = fname[len("<answer cell "):-1]
+            except (AttributeError, ValueError):
+                pass
+            raise ImportPolicyError(f"{cell} may import only {listing} (imports policy `{policy}`, "
+                                    f"see GRADED.md); it imported {what}")
+        return real_import(name, globals, locals, fromlist, level)
+
+    return __import__
+
+
+#: Names the worker provides to every answer cell (never looked up as the student's).
+PROVIDED = frozenset({"__name__", "__builtins__", "np", "math", "get_ipython", "dlkit"})
+
+
+class _CellBuiltins(dict):
+    """The ``__builtins__`` of the answer cells of one imports policy: the real builtins with a
+    policy-enforcing ``__import__``, and, for names neither they nor the builtins define, the
+    names answer cells of the OTHER policies defined (so a helper from another cell keeps
+    working, as in the notebook; a module another policy forbids is never handed over)."""
+
+    def __init__(self, base: dict, worker: "Worker", key: Any, allowed: tuple | None) -> None:
+        super().__init__(base)
+        self._worker, self._key, self._allowed = worker, key, allowed
+
+    def __missing__(self, name: str) -> Any:
+        if name not in PROVIDED:
+            for key, space in self._worker.spaces.items():
+                if key != self._key and name in space:
+                    value = space[name]
+                    if self._worker._shareable(value, self._allowed):
+                        return value
+        raise KeyError(name)
+
+
 class Worker:
+    """Serves one submission.  The answer cells of one imports policy share one globals dict
+    (as in the notebook); its ``__builtins__`` (a :class:`_CellBuiltins`) enforces the policy
+    and finds what cells of other policies defined.  No per-cell copying: loading N cells is
+    linear in N."""
+
     def __init__(self, rfd: int, wfd: int, cfg: dict) -> None:
         self.rfd, self.wfd, self.cfg = rfd, wfd, cfg
-        self.ns: dict[str, Any] = {}
+        self.ns: dict[str, Any] = {}              # the base namespace (np, math, dlkit, ...)
+        self.spaces: dict[Any, dict] = {}         # (policy, allowed) or None -> globals dict
         self.cell_errors: dict[str, str] = {}
         self.loaded: set[str] = set()
         self.max_elements = cfg.get("max_elements", 10_000_000)
@@ -585,6 +782,43 @@ class Worker:
             self.dlkit_error = f"{type(exc).__name__}: {exc}"
         self.ns = ns
 
+    @staticmethod
+    def _shareable(value: Any, allowed: tuple | None) -> bool:
+        """Whether a name another policy's cells defined may be seen under policy ``allowed``."""
+        if allowed is None:
+            return True
+        import types
+        if isinstance(value, types.ModuleType):
+            return str(getattr(value, "__name__", "")).partition(".")[0] in allowed
+        return True
+
+    def space(self, gid: str, policy: str | None, allowed: tuple | None) -> dict:
+        """The globals dict of the answer cells with this imports policy (created once)."""
+        key = None if allowed is None else (policy, allowed)
+        g = self.spaces.get(key)
+        if g is not None:
+            return g
+        base = dict(self.builtins)
+        if allowed is not None:
+            base["__import__"] = _policy_import(self.builtins["__import__"],
+                                                f"an answer cell with imports policy `{policy}`",
+                                                policy or "?", allowed)
+        g = {"__name__": "__student__", "np": self.ns["np"], "math": math, "get_ipython": _FakeIPython,
+             "__builtins__": _CellBuiltins(base, self, key, allowed)}
+        if "dlkit" in self.ns and (allowed is None or "dlkit" in allowed):
+            g["dlkit"] = self.ns["dlkit"]
+        self.spaces[key] = g
+        return g
+
+    def lookup(self, name: str) -> tuple[bool, Any]:
+        """A name the student's cells defined (latest policy space first)."""
+        if name in PROVIDED:
+            return False, None
+        for g in reversed(list(self.spaces.values())):
+            if name in g:
+                return True, g[name]
+        return False, None
+
     # ---- error reports
     def error_reply(self, exc: BaseException, out: _CappedText | None) -> dict:
         frames = [f for f in traceback.extract_tb(exc.__traceback__)
@@ -605,10 +839,28 @@ class Worker:
                                        "traceback": "\n".join(lines)[:4000]},
                 "stdout": out.text()[:4000] if out else ""}
 
-    def exec_cells(self, cells: list[list[str]]) -> dict:
+    @staticmethod
+    def _cell_spec(item: Any) -> tuple[str, str, str | None, tuple | None]:
+        """``[gid, source]`` (no policy) or ``{"gid", "source", "policy", "allowed_imports"}``."""
+        if type(item) is dict:
+            allowed = item.get("allowed_imports")
+            if allowed is not None:
+                if type(allowed) is not list or not all(type(m) is str for m in allowed):
+                    raise ProtocolError("allowed_imports must be a list of module names")
+                allowed = tuple(allowed)
+            gid, source, policy = item.get("gid"), item.get("source"), item.get("policy")
+        else:
+            gid, source = item
+            policy = allowed = None
+        if type(gid) is not str or type(source) is not str:
+            raise ProtocolError("a cell needs a str gid and source")
+        return gid, source, (str(policy) if policy is not None else None), allowed
+
+    def exec_cells(self, cells: list) -> dict:
         import linecache
         errors = {}
-        for gid, source in cells:
+        for item in cells:
+            gid, source, policy, allowed = self._cell_spec(item)
             if gid in self.loaded:
                 if gid in self.cell_errors:
                     errors[gid] = self.cell_errors[gid]
@@ -616,11 +868,12 @@ class Worker:
             self.loaded.add(gid)
             filename = f"<answer cell {gid}>"
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            g = self.space(gid, policy, allowed)
             out = _CappedText(4000)
             old = sys.stdout, sys.stderr
             sys.stdout = sys.stderr = out
             try:
-                exec(compile(source, filename, "exec"), self.ns)
+                exec(compile(source, filename, "exec"), g)
                 self.forked_guard()
             except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt included
                 self.forked_guard()
@@ -666,13 +919,15 @@ class Worker:
             kwargs = decode(msg.get("kwargs", {"$t": "dict", "items": []}), blobs, allow_rng=True)
             if op == "call":
                 name = msg["name"]
-                if name not in self.ns:
+                found, fn = self.lookup(str(name))
+                if not found:
                     return {"ok": False, "error": {"type": "NameError", "message":
                             f"your answer cells do not define {name!r}", "traceback": ""}}, []
-                fn = self.ns[name]
             else:
                 filename = f"<driver {msg['entry']}>"
-                env = dict(self.ns)  # the driver sees the student's names but does not add to them
+                # the trusted driver sees the student's names but does not add to them
+                env = dict(self.ns)
+                env["__builtins__"] = _CellBuiltins(self.builtins, self, "<driver>", None)
                 try:
                     exec(compile(msg["source"], filename, "exec"), env)
                     fn = env[msg["entry"]]
@@ -680,7 +935,7 @@ class Worker:
                     return self.error_reply(exc, None), []
             return self.invoke(fn, args, kwargs)
         if op == "has":
-            return {"ok": True, "value": msg["name"] in self.ns}, []
+            return {"ok": True, "value": self.lookup(str(msg["name"]))[0]}, []
         if op == "ping":
             return {"ok": True}, []
         return {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}",

@@ -2,6 +2,7 @@
 
     python benchmarks/kernels.py            # needs the cuda backend (pycuda + an NVIDIA GPU)
     python benchmarks/kernels.py --quick    # fewer repetitions, smaller MLP timing loop
+    python benchmarks/kernels.py --json OUT.json   # also write every figure (gpu_results.py reads it)
 
 Without a usable GPU it prints ``skipped: <reason>`` and exits 0.
 
@@ -23,6 +24,7 @@ Targets
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -160,7 +162,9 @@ def main(argv: list[str] | None = None, backend=None, sizes: Sizes | None = None
     """Run every benchmark; ``backend`` / ``sizes`` let the tests run it on a simulator."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args(argv)
+    figures: dict = {"matmul": [], "bandwidth": [], "mlp": {}, "targets": {}}
     sizes = sizes or Sizes(repeat=5 if args.quick else 20)
     be = backend
     if be is None:
@@ -174,6 +178,8 @@ def main(argv: list[str] | None = None, backend=None, sizes: Sizes | None = None
     peak, peak_src = peak_bandwidth(be)
     print(f"device: {be.device_name} ({be.arch}, {be.sm_count} SMs); peak DRAM {peak:.0f} GB/s "
           f"[{peak_src}]")
+    figures["device"] = {"name": be.device_name, "arch": be.arch, "sm_count": be.sm_count,
+                         "peak_gbps": peak, "peak_source": peak_src}
 
     # -- matmul -----------------------------------------------------------------------------
     ref = cublas_matmul()
@@ -190,6 +196,8 @@ def main(argv: list[str] | None = None, backend=None, sizes: Sizes | None = None
         ratio = ours / theirs
         ratio_4096 = ratio          # the last (largest) size is the one with a target
         print(f"  {n:>6} {ours:>10.0f} {theirs:>32.0f} {ratio:>7.1%}")
+        figures["matmul"].append({"n": n, "dlkit_gflops": ours, "reference_gflops": theirs,
+                                  "reference": ref[0] if ref else None, "ratio": ratio})
 
     # -- bandwidth-bound kernels ----------------------------------------------------------------
     n = sizes.stream_mib * MIB // 4                      # 16 Mi float32 = 64 MiB per operand
@@ -223,6 +231,8 @@ def main(argv: list[str] | None = None, backend=None, sizes: Sizes | None = None
         if not name.startswith("d2d"):
             ratios.append(gbps / peak)
         print(f"  {name:<32} {gbps:>8.0f} {gbps / peak:>8.1%} {gbps / copy_gbps:>8.1%}")
+        figures["bandwidth"].append({"kernel": name, "gbps": gbps, "of_peak": gbps / peak,
+                                     "of_copy": gbps / copy_gbps})
 
     # -- one MLP training step --------------------------------------------------------------------
     batch = sizes.batch
@@ -235,6 +245,8 @@ def main(argv: list[str] | None = None, backend=None, sizes: Sizes | None = None
     print(f"\nMLP 784-256-128-10 training step, batch {batch}")
     print(f"  cuda  {t_gpu * 1e3:8.3f} ms\n  numpy {t_cpu * 1e3:8.3f} ms\n  speed-up {t_cpu / t_gpu:.1f}x")
 
+    figures["mlp"] = {"batch": batch, "cuda_ms": t_gpu * 1e3, "numpy_ms": t_cpu * 1e3,
+                      "speedup": t_cpu / t_gpu}
     worst = float(np.min(ratios))           # NaN when the peak is unknown
     print("\ntargets")
     print(f"  matmul >= 50% of cuBLAS at {sizes.matmul[-1]}:            {ratio_4096:.1%}  "
@@ -243,6 +255,13 @@ def main(argv: list[str] | None = None, backend=None, sizes: Sizes | None = None
           f"{'MET' if worst >= 0.7 else 'MISSED'}")
     print(f"  MLP step >= 10x numpy:                      {t_cpu / t_gpu:.1f}x  "
           f"{'MET' if t_cpu / t_gpu >= 10 else 'MISSED'}")
+    figures["targets"] = {
+        "matmul_vs_cublas": {"value": ratio_4096, "target": 0.5, "met": bool(ratio_4096 >= 0.5)},
+        "bandwidth_worst_of_peak": {"value": worst, "target": 0.7, "met": bool(worst >= 0.7)},
+        "mlp_speedup": {"value": t_cpu / t_gpu, "target": 10.0, "met": bool(t_cpu / t_gpu >= 10)},
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1, default=float), encoding="utf-8")
     return 0
 
 

@@ -22,7 +22,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "adversarial"))
 
 import course  # noqa: E402
-from hostile import CASES, notebook_text  # noqa: E402
+from hostile import CASES, RERUN, SLEEPER, notebook_text  # noqa: E402
 
 HONEST = ("honest_a", "honest_b")
 MARKERS = [Path("/tmp/dlkit-hostile-conftest-ran"), Path("/tmp/dlkit-hostile-sitecustomize-ran")]
@@ -85,7 +85,40 @@ def _run_hostile_batch(base: Path) -> dict:
     from autograder.gradebook import default_db_url, dump_gradebook
     return {"returncode": proc.returncode, "stderr": proc.stderr, "course": str(course_dir),
             "before": before, "after": _tree_digest(sub),
-            "gradebook": dump_gradebook(default_db_url(course_dir), course.ASSIGNMENT)}
+            "gradebook": dump_gradebook(default_db_url(course_dir), course.ASSIGNMENT),
+            "left_running": _left_running(), "cgroups_left": _cgroups_left()}
+
+
+def _left_running() -> list[str]:
+    """Processes the hostile children started (``sleep SLEEPER``) that are still alive."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if SLEEPER.encode() in argv and state not in "ZX":
+            out.append(f"{pid}: {argv}")
+    return out
+
+
+def _cgroups_left() -> list[str]:
+    """Sandbox memory cgroups below this process's own that still hold processes."""
+    from autograder.sandbox import MemoryCgroup
+    left = []
+    for _, parent in MemoryCgroup._parents():
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            procs = Path(parent, name, "cgroup.procs")
+            if name.startswith(MemoryCgroup.PREFIX) and procs.exists() and procs.read_text().strip():
+                left.append(name)
+    return left
 
 
 def _results(graded: dict, student: str) -> dict:
@@ -125,6 +158,8 @@ def test_hostile_submission(graded: dict, name: str) -> None:
         pytest.skip(f"no network isolation on this OS: {sandbox.get('network')}")
     if case.needs == "filesystem" and not str(sandbox.get("filesystem", "")).startswith(("private", "Landlock")):
         pytest.skip(f"no filesystem isolation on this OS: {sandbox}")
+    if case.needs == "pids" and not str(sandbox.get("pids", "")).startswith("private"):
+        pytest.skip(f"no PID namespace here (isolation {sandbox.get('isolation')}): {sandbox.get('pids')}")
     functions = r["functions"]
     assert set(functions) == set(course.POINTS), r
     for fn, total in functions.items():
@@ -144,6 +179,59 @@ def test_hostile_submission(graded: dict, name: str) -> None:
     # no hidden-check source or traceback leaks into what the student sees
     text = json.dumps([t["output"] for t in r["tests"]])
     assert "test_fixture.py" not in text and "reference" not in text.lower()
+
+
+def test_nothing_left_running_after_the_batch(graded: dict) -> None:
+    """Children that left the process group and session (escaped_children_are_killed, fork
+    bombs) die with their sandbox; no sandbox cgroup still holds a process."""
+    assert graded["left_running"] == [], graded["left_running"]
+    assert graded["cgroups_left"] == [], graded["cgroups_left"]
+
+
+def test_every_result_says_which_isolation_was_achieved(graded: dict) -> None:
+    for name in list(CASES) + list(HONEST):
+        r = _results(graded, name)
+        if "sandbox" not in r:      # not graded in a sandbox (malformed notebook, wrong assignment)
+            continue
+        sb = r["sandbox"]
+        assert sb.get("isolation") in ("namespaces(root)", "bwrap", "landlock", "none"), sb
+        assert sb.get("memory"), sb
+        if sb["isolation"] in ("namespaces(root)", "bwrap"):
+            assert sb["pids"].startswith("private") and sb["filesystem"].startswith("private"), sb
+            assert sb["network"].startswith("off"), sb
+
+
+def test_rerun_changes_nothing(tmp_path: Path) -> None:
+    """The timing- and resource-sensitive cases graded twice (--force): the same scores, the
+    honest students full marks both times."""
+    checks_root = course.make_checks(tmp_path / "checks", timeout=3.0)
+    course_dir = tmp_path / "course"
+    sub = course_dir / "submitted"
+    names = list(HONEST) + list(RERUN)
+    for name in names:
+        folder = sub / name / course.ASSIGNMENT
+        if name in HONEST:
+            course.write_notebook(folder / f"{course.ASSIGNMENT}.ipynb", course.CORRECT)
+        else:
+            folder.mkdir(parents=True)
+            (folder / f"{course.ASSIGNMENT}.ipynb").write_text(notebook_text(CASES[name], []), encoding="utf-8")
+        (folder / "timestamp.txt").write_text("2025-01-01 12:00:00.000000 UTC", encoding="utf-8")
+    runs = []
+    for extra in ([], ["--force"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "autograder", "batch", "--course-dir", str(course_dir), "--assignment",
+             course.ASSIGNMENT, "--checks-root", str(checks_root), "--workers", "2", "--no-progress", *extra],
+            cwd=str(ROOT), capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        scores = {}
+        for name in names:
+            r = json.loads((course_dir / "autograded" / name / course.ASSIGNMENT / "results.json").read_text())
+            scores[name] = {t["name"]: t["score"] for t in r["tests"]}
+        runs.append(scores)
+    assert runs[0] == runs[1]
+    for name in HONEST:
+        assert sum(runs[0][name].values()) == course.MAX_SCORE
+    assert _left_running() == []
 
 
 def test_cli_grade_malformed_notebook_scores_zero_with_reason(tmp_path: Path) -> None:

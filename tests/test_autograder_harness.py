@@ -319,3 +319,325 @@ def test_real_assignment_reference_full_marks_and_stubs_zero(tmp_path: Path) -> 
     r = json.loads(out.read_text())
     assert proc.returncode == 0 and r["score"] == 0, json.dumps(r, indent=1)[:3000]
     assert "NotImplementedError" in " ".join(t["output"] for t in r["tests"])
+
+
+# ------------------------------------------------ h2: bounded parsing, clocks, budgets, isolation
+from autograder import harness  # noqa: E402
+from autograder.harness import Submission, StudentProxy, analyze_cells  # noqa: E402
+
+
+def test_analyze_cells_turns_parse_bombs_into_cell_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parse bombs cost their own cell (with a reason), never the grader; honest cells are fine."""
+    import IPython.core.inputtransformer2 as it2
+    monkeypatch.setattr(it2, "TRANSFORM_LOOP_LIMIT", 5)     # inherited by the forked analyser
+    honest = "def ok(x):\n    return x\n"
+    cells = {
+        "memory": "x = " + "-" * 100_000 + "1\n",
+        "recursion": "y = a" + ".b" * 60_000 + "\n",
+        "never_converges": "x = %ls\n" * 12 + honest.replace("ok", "nc"),
+        "slow": "%time y = 1\n" * 30 + "z = 1\n" * 15_000,     # ~8 s of IPython transform
+        "too_big": "#" * (harness.MAX_CELL_CHARS + 1),
+        "magic_ok": "%time q = 1\n" + honest.replace("ok", "mo"),
+        "ok": honest,
+    }
+    out = analyze_cells(cells, cell_s=2.0, total_s=30.0)
+    assert list(out) == list(cells)
+    assert "MemoryError" in out["memory"].syntax_error
+    assert "RecursionError" in out["recursion"].syntax_error
+    assert "RuntimeError" in out["never_converges"].syntax_error
+    assert "longer than 2 s" in out["slow"].syntax_error
+    assert "limit" in out["too_big"].syntax_error
+    assert out["magic_ok"].syntax_error is None and "mo" in out["magic_ok"].defines
+    assert "get_ipython" in out["magic_ok"].source
+    assert out["ok"].syntax_error is None and out["ok"].defines == {"ok"}
+
+
+def test_analyze_cell_errors_in_the_transform_are_not_chained_crashes() -> None:
+    """The IPython transform runs outside the ``except SyntaxError`` handler and any error in it
+    becomes the cell's syntax_error (it used to escape as MemoryError / RuntimeError)."""
+    import IPython.core.inputtransformer2 as it2
+    old = it2.TRANSFORM_LOOP_LIMIT
+    it2.TRANSFORM_LOOP_LIMIT = 3
+    try:
+        cell = analyze_cell("c", "x = %ls\n" * 8)
+    finally:
+        it2.TRANSFORM_LOOP_LIMIT = old
+    assert cell.syntax_error and "RuntimeError" in cell.syntax_error and not cell.defines
+
+
+def test_closure_of_a_12000_cell_chain_is_linear() -> None:
+    n = 12_000
+    cells = {f"k{i}": (f"k{i} = k{i - 1}\n" if i else "k0 = 0\n") for i in range(n)}
+    cells["top"] = f"def top():\n    return k{n - 1}\n"
+    sub = Submission(cells, None, Limits())
+    try:
+        need = sub.closure(["top"])
+        assert len(need) == n + 1 and need[0] == "k0" and need[-1] == "top"
+        assert sub.closure(["top"]) == need                      # memoised
+        assert sub.cells_defining(f"k{n - 1}") == [f"k{n - 1}"]
+    finally:
+        sub.close()
+
+
+def _info(timeout: float) -> api.CheckInfo:
+    return api.CheckInfo("f", 1.0, timeout)
+
+
+def test_check_clock_starts_when_the_sandbox_is_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that takes longer to (re)start than a check's whole budget costs that check
+    nothing: the honest answer passes after a previous check's timeout killed the worker."""
+    cells = {"spin": "def spin():\n    while True:\n        pass\n",
+             "honest": "import time\ndef honest(x):\n    time.sleep(0.4)\n    return x + 1\n"}
+    sub = Submission(cells, None, Limits())
+    real_start = Sandbox.start
+
+    def slow_start(self: Sandbox) -> dict:
+        time.sleep(1.5)                 # longer than the honest check's budget below
+        return real_start(self)
+
+    monkeypatch.setattr(Sandbox, "start", slow_start)
+    try:
+        with pytest.raises(api.StudentTimeout, match="time limit of 1 s"):
+            StudentProxy(sub, _info(1.0)).call("spin")
+        assert sub.sandbox is None          # killed; the next call restarts it (slowly)
+        for _ in range(2):
+            assert StudentProxy(sub, _info(1.0)).call("honest", 41) == 42
+        assert sub.workers_started == 2
+    finally:
+        sub.close()
+
+
+def test_submission_budget_bounds_the_whole_grading() -> None:
+    cells = {"slow": "import time\ndef slow():\n    time.sleep(1.0)\n    return 1\n"}
+    sub = Submission(cells, None, Limits(submission_s=2.5))
+    outcomes = []
+    try:
+        for _ in range(4):
+            try:
+                outcomes.append(StudentProxy(sub, _info(5.0)).call("slow"))
+            except api.StudentTimeout as exc:
+                outcomes.append(str(exc))
+    finally:
+        sub.close()
+    assert outcomes[0] == 1
+    assert all("whole submission (2.5 s)" in o for o in outcomes[-2:]), outcomes
+
+
+def test_import_policies_per_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract B: a numpy-policy cell cannot import scipy or os, nor see dlkit or another
+    cell's forbidden modules; it can use helpers other cells define."""
+    table = harness.import_policies()
+    monkeypatch.setattr(harness, "import_policies", lambda: dict(table, wide=table["dlkit"] + ("os",)))
+    cells = {"helper": "import os\ndef helper(x):\n    return x * 2\n",
+             "f": "def f(x):\n    return helper(x) + 1\n",
+             "g": "def g():\n    import scipy\n    return 1\n",
+             "h": "def h():\n    return os.getpid()\n",
+             "k": "def k():\n    return dlkit\n",
+             "top": "import subprocess\ndef top():\n    return 1\n"}
+    pol = {"helper": "wide", "f": "numpy", "g": "numpy", "h": "numpy", "k": "numpy", "top": "numpy"}
+    sub = Submission(cells, None, Limits(), policies=pol)
+    try:
+        assert StudentProxy(sub, _info(5)).call("f", 3) == 7
+        with pytest.raises(api.StudentError, match=r"g may import only numpy, math.*imports policy `numpy`.*it imported scipy"):
+            StudentProxy(sub, _info(5)).call("g")
+        with pytest.raises(api.StudentError, match="NameError"):
+            StudentProxy(sub, _info(5)).call("h")
+        with pytest.raises(api.StudentError, match="NameError"):
+            StudentProxy(sub, _info(5)).call("k")
+        with pytest.raises(api.StudentError, match="top may import only .* it imported subprocess"):
+            StudentProxy(sub, _info(5)).call("top")
+    finally:
+        sub.close()
+
+
+def test_graded_md_imports_column_and_defaults(tmp_path: Path) -> None:
+    md = tmp_path / "GRADED.md"
+    md.write_text("| assignment | name | signature | imports |\n|---|---|---|---|\n"
+                  "| 99_fixture | `scale` | `(x, a)` | `numpy` |\n| | `vjp` | `(A, B, G)` | dlkit |\n"
+                  "| | `count` | `(w)` | |\n")
+    assert harness.graded_import_policies(md) == {"scale": "numpy", "vjp": "dlkit"}
+    pol = harness.cell_policies(["scale", "vjp", "count", "extra"], md)
+    assert pol == {"scale": "numpy", "vjp": "dlkit", "count": "dlkit", "extra": "dlkit"}
+    assert harness.cell_policies(["other"], md) == {"other": None}       # not a listed assignment
+    table = harness.import_policies()
+    assert "dlkit" in table["dlkit"] and "dlkit" not in table["numpy"] and "numpy" in table["numpy"]
+
+
+def test_cli_grade_enforces_graded_md_import_policy(tmp_path: Path) -> None:
+    """End to end: GRADED.md says `scale` is numpy-only; importing os there costs scale only."""
+    md = tmp_path / "GRADED.md"
+    md.write_text("| assignment | name | signature | imports |\n|---|---|---|---|\n"
+                  "| 99_fixture | `scale` | `(x, a)` | `numpy` |\n| | `count` | `(w)` | `numpy` |\n")
+    checks = course.make_checks(tmp_path / "checks")
+    nb = course.write_notebook(tmp_path / "nb.ipynb", course.with_cells(
+        scale="import os\ndef scale(x, a):\n    return x * a\n"))
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", "--assignment", course.ASSIGNMENT,
+                           "--checks-root", str(checks), str(nb), "--json", str(out)], cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, DLKIT_GRADED_MD=str(md)))
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(out.read_text())
+    assert r["functions"]["scale"]["score"] == 0
+    assert r["score"] == course.MAX_SCORE - course.POINTS["scale"]
+    text = " ".join(t["output"] for t in r["tests"] if t["function"] == "scale")
+    assert "imports policy `numpy`" in text and "it imported os" in text
+
+
+def _full_isolation(sb: Sandbox) -> bool:
+    return sb.isolation.get("isolation") in ("namespaces(root)", "bwrap")
+
+
+def test_sandbox_has_its_own_pids(sandbox: Sandbox) -> None:
+    if not _full_isolation(sandbox):
+        pytest.skip(f"no namespaces here: {sandbox.isolation}")
+    src = ("def pids(grader):\n    import os\n    try:\n        os.kill(grader, 0)\n        seen = True\n"
+           "    except ProcessLookupError:\n        seen = False\n"
+           "    return [os.getpid(), seen, sorted(int(p) for p in os.listdir('/proc') if p.isdigit())]\n")
+    reply, (pid, seen, listed) = _call(sandbox, src, "pids", os.getpid())
+    assert reply["ok"] and pid <= 8 and not seen and len(listed) <= 4, (pid, seen, listed)
+
+
+def test_memory_budget_holds_for_the_whole_tree() -> None:
+    """Three children touching 200 MB each cannot all hold it in a 400 MB sandbox."""
+    src = ("def hold():\n    import os, time\n    r, w = os.pipe()\n    n = 0\n"
+           "    for _ in range(3):\n        try:\n            pid = os.fork()\n        except OSError:\n            break\n"
+           "        if pid == 0:\n            try:\n                b = b'x' * (200 << 20)\n                os.write(w, b'1')\n"
+           "                time.sleep(10)\n            finally:\n                os._exit(0)\n"
+           "    os.close(w)\n    got, t0 = b'', time.time()\n    os.set_blocking(r, False)\n"
+           "    while len(got) < 3 and time.time() - t0 < 3:\n        try:\n            got += os.read(r, 8) or b''\n"
+           "        except BlockingIOError:\n            time.sleep(0.05)\n    return len(got)\n")
+    with Sandbox(None, Limits(memory_mb=400)) as sb:
+        assert sb.isolation["memory"].startswith(("cgroup", "no memory cgroup: at most 1 process")), sb.isolation
+        try:
+            reply, held = _call(sb, src, "hold")
+        except WorkerCrashed:           # the OOM killer chose the worker itself
+            held = 0
+        assert held is None or held < 3, sb.isolation
+
+
+@pytest.mark.parametrize("mode", ["auto", "landlock", "bwrap"])
+def test_contract_c_toolchain_and_read_only_dirs(tmp_path: Path, mode: str) -> None:
+    """Code inside the sandbox compiles and runs C++ with the toolchain mounted read-only, and
+    reads (never writes) an extra read-only directory, in every isolation mode."""
+    import shutil
+    from autograder.sandbox import bwrap_path
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ on this machine")
+    if mode == "bwrap" and bwrap_path() is None:
+        pytest.skip("bwrap not installed")
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    (packs / "00_x.py").write_text("VALUE = 7\n")
+    src = ("def build(code, packs):\n    import subprocess, os\n"
+           "    open('t.cpp', 'w').write(code)\n"
+           "    cc = subprocess.run(['g++', '-O0', 't.cpp', '-o', 't'], capture_output=True, text=True)\n"
+           "    if cc.returncode:\n        return ['compile failed', cc.stderr[-500:]]\n"
+           "    run = subprocess.run(['./t'], capture_output=True, text=True)\n"
+           "    try:\n        open(os.path.join(packs, 'new.py'), 'w')\n        wrote = True\n"
+           "    except OSError:\n        wrote = False\n"
+           "    return [run.stdout, open(os.path.join(packs, '00_x.py')).read(), wrote, os.environ.get('DLKIT_PACKS')]\n")
+    code = "#include <cstdio>\nint main() { std::printf(\"%d\\n\", 6 * 7); }\n"
+    with Sandbox(None, toolchain=True, ro_dirs={"/opt/packs": str(packs)}, mode=mode,
+                 env={"DLKIT_PACKS": "/opt/packs"}) as sb:
+        reply, value = _call(sb, src, "build", code, sb.path_inside("/opt/packs"), timeout=60)
+        assert reply["ok"], reply
+        assert value == ["42\n", "VALUE = 7\n", False, sb.path_inside("/opt/packs")], value
+        assert sb.isolation["processes"] >= 4
+    assert not (packs / "new.py").exists()
+
+
+def test_bwrap_mode_gives_the_same_private_root() -> None:
+    from autograder.sandbox import bwrap_path
+    if bwrap_path() is None:
+        pytest.skip("bwrap not installed (apt-get install bubblewrap)")
+    with Sandbox(None, mode="bwrap") as sb:
+        if sb.isolation.get("isolation") != "bwrap":
+            pytest.skip(f"bwrap could not isolate here: {sb.isolation}")
+        src = ("def look(repo):\n    import os\n    return [os.path.exists(repo), os.getpid() <= 8, os.listdir('/'),\n"
+               "            os.listdir('/root') if os.path.isdir('/root') else []]\n")
+        reply, (repo, small_pid, top, in_root) = _call(sb, src, "look", str(ROOT))
+        assert reply["ok"] and not repo and small_pid
+        assert "home" not in top, top
+        runtime = sys.base_prefix.split("/")[2:3] if sys.base_prefix.startswith("/root/") else []
+        assert in_root == runtime, in_root      # only the Python runtime, when it lives there
+
+
+UNPRIVILEGED = r'''
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from autograder.sandbox import Sandbox
+out = {}
+import os
+for mode in ("auto", "landlock", "broken_bwrap"):
+    if mode == "broken_bwrap":     # a bwrap that cannot start (e.g. user namespaces refused)
+        os.environ["DLKIT_BWRAP"] = "/bin/false"
+    with Sandbox(None, mode="auto" if mode == "broken_bwrap" else mode) as sb:
+        deadline = time.monotonic() + 30
+        src = ("def probe(repo):\n    import os\n"
+               "    try:\n        open(repo).read(1)\n        repo_read = True\n    except OSError:\n        repo_read = False\n"
+               "    return {'uid': os.getuid(), 'repo_read': repo_read}\n")
+        sb.request({"op": "exec", "cells": [["probe", src]]}, [], deadline)
+        from autograder import worker as wire
+        blobs = []
+        a = wire.encode([sys.argv[1] + "/autograder/api.py"], blobs)
+        reply, b = sb.request({"op": "call", "name": "probe", "args": a}, blobs, deadline)
+        out[mode] = {"isolation": sb.isolation, "probe": wire.decode(reply.get("value"), b)}
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture
+def request_cleanup() -> list[Path]:
+    import shutil
+    folders: list[Path] = []
+    yield folders
+    for f in folders:
+        shutil.rmtree(f, ignore_errors=True)
+
+
+def test_grader_run_as_an_unprivileged_user(request_cleanup: list[Path]) -> None:
+    """The grader as `nobody` (no root, no capabilities): bwrap gives full isolation through a user
+    namespace when installed, and the Landlock fallback says exactly what it gives."""
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv"):
+        pytest.skip("needs root to set up a `nobody` grader (unshare, setpriv)")
+    from autograder.sandbox import bwrap_path
+    import tempfile
+    # a folder `nobody` can read (pytest's own tmp folders are private to root)
+    tmp_path = Path(tempfile.mkdtemp(prefix="dlkit-unpriv-", dir="/tmp"))
+    request_cleanup.append(tmp_path)
+    tmp_path.chmod(0o755)
+    script = tmp_path / "unpriv.py"
+    script.write_text(UNPRIVILEGED)
+    script.chmod(0o644)
+    # The runtime may live under /root (pyenv): show it to `nobody` through a private mount namespace.
+    prefix = sys.base_prefix
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    setup = "set -e\n"
+    if prefix.startswith("/root/"):
+        setup += (f"mount --bind {prefix} {keep}\nmount -t tmpfs -o mode=755 tmpfs /root\n"
+                  f"mkdir -p {prefix}\nmount --bind {keep} {prefix}\n")
+    setup += (f"exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all "
+              f"env -i PATH=/usr/bin:/bin HOME=/tmp {sys.executable} {script} {ROOT}\n")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 and "Permission denied" in proc.stderr and "repository" not in proc.stderr:
+        pytest.skip(f"cannot run the grader as nobody here: {proc.stderr[-800:]}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    auto, landlock = out["auto"], out["landlock"]
+    assert auto["probe"]["uid"] == 65534 and not auto["probe"]["repo_read"], auto
+    if bwrap_path() is not None and auto["isolation"]["isolation"] != "bwrap":
+        pytest.fail(f"bwrap is installed but the unprivileged grader got {auto['isolation']}")
+    if bwrap_path() is not None:
+        iso = auto["isolation"]
+        assert iso["pids"].startswith("private") and iso["network"].startswith("off"), iso
+    assert landlock["isolation"]["isolation"] in ("landlock", "none"), landlock
+    assert landlock["isolation"]["pids"] == "host PIDs visible"
+    if landlock["isolation"]["isolation"] == "landlock":
+        assert not landlock["probe"]["repo_read"]
+    broken = out["broken_bwrap"]["isolation"]     # falls back, and says so
+    assert broken["isolation"] == "landlock" and broken["bwrap"].startswith("failed"), broken
+    for r in (auto, landlock):     # never claims a memory cgroup nobody may create
+        assert r["isolation"]["memory"].startswith("no memory cgroup"), r

@@ -55,6 +55,50 @@ def test_environment_yml_matches_pyproject():
     assert _conda_dependencies() == wanted
 
 
+def _lock(name: str) -> dict[str, list[tuple[str, str]]]:
+    """``{package: [(version, environment marker), ...]}`` of ``requirements/<name>.lock``."""
+    pins: dict[str, list[tuple[str, str]]] = {}
+    for raw in (REPO / "requirements" / f"{name}.lock").read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, _, marker = line.partition(";")
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", spec.strip())
+        assert match, f"{name}.lock: not an exact pin: {raw!r}"
+        pkg = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+        pins.setdefault(pkg, []).append((match.group(2), marker.strip()))
+    return pins
+
+
+@pytest.mark.parametrize("lock, extras", [("base", ()), ("dev", ("dev",))])
+def test_lock_pins_every_declared_dependency_within_its_bounds(lock, extras):
+    from packaging.specifiers import SpecifierSet
+
+    project = _pyproject()["project"]
+    specs = list(project["dependencies"])
+    for extra in extras:
+        specs += project["optional-dependencies"][extra]
+    pins = _lock(lock)
+    conda = _conda_dependencies()
+    for spec in specs:
+        req, _, marker = spec.partition(";")
+        name, bound = _requirement(req)
+        assert name in pins, f"{name} is declared in pyproject.toml but not pinned in {lock}.lock: make lock"
+        for pinned, where in pins[name]:
+            assert pinned in SpecifierSet(bound), f"{lock}.lock pins {name}=={pinned}, outside {bound}"
+            if name in conda and not marker:
+                assert pinned in SpecifierSet(conda[name]), f"environment.yml bounds {name} {conda[name]}"
+    assert "dlkit" not in pins, "the lock must not pin the project itself"
+
+
+def test_every_install_goes_through_the_locks():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "install -r requirements/base.lock" in makefile and "install -r requirements/dev.lock" in makefile
+    assert "install --no-deps -e ." in makefile
+    assert not re.search(r"install (-e )?'?\.(\[dev\])?'?\s*$", makefile, re.MULTILINE), \
+        "an install that lets pip resolve versions outside the locks"
+
+
 def test_gpu_extra_is_pycuda_only_and_not_in_the_default_install():
     project = _pyproject()["project"]
     assert [_requirement(s)[0] for s in project["optional-dependencies"]["gpu"]] == ["pycuda"]

@@ -22,7 +22,7 @@ class Case:
     files: dict[str, str] = field(default_factory=dict)
     zero: tuple[str, ...] = ()
     says: str = ""
-    needs: str = ""          # "network" / "filesystem": skip when the sandbox could not isolate it
+    needs: str = ""          # "network" / "filesystem" / "pids": skip when the sandbox could not isolate it
     notebook_kwargs: dict = field(default_factory=dict)
 
 
@@ -207,8 +207,124 @@ CASES: dict[str, Case] = {
 }
 
 
+# -- h2's payloads (issue 10 items 6-9): resources of the whole tree, PIDs, parse bombs ----------
+SLEEPER = "777.25"    # children of escaped_children_are_killed run `sleep 777.25`: none may survive
+MAGICS_200KB = ("%time y = 1\n" * 30 + "z = 1\n" * 32_000)[:199_000 - len(SCALE_OK) - 1] + "\n" + SCALE_OK
+CHAIN = 12_000
+
+H2_CASES: dict[str, Case] = {
+    # memory: three children each touching 600 MB would hold 1.8 GB against the 1536 MB budget of
+    # the whole tree (each is under its own 1536 MB RLIMIT_AS): only a per-tree limit stops it;
+    # the answer is right only if all three held their memory at once.
+    "memory_held_by_children": Case(with_cells(count=(
+        "def count(widths):\n"
+        "    import os, time\n"
+        "    r, w = os.pipe()\n"
+        "    kids = []\n"
+        "    for _ in range(3):\n"
+        "        try:\n"
+        "            pid = os.fork()\n"
+        "        except OSError:\n"
+        "            break\n"
+        "        if pid == 0:\n"
+        "            try:\n"
+        "                block = b'x' * (600 << 20)\n"
+        "                os.write(w, b'1')\n"
+        "                time.sleep(20)\n"
+        "            finally:\n"
+        "                os._exit(0)\n"
+        "        kids.append(pid)\n"
+        "    os.close(w)\n"
+        "    held, t0 = b'', time.time()\n"
+        "    os.set_blocking(r, False)\n"
+        "    while len(held) < 3 and time.time() - t0 < 2.5:\n"
+        "        try:\n"
+        "            held += os.read(r, 8) or b''\n"
+        "        except BlockingIOError:\n"
+        "            time.sleep(0.05)\n"
+        "    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:])) if len(held) >= 3 else -len(held)\n")),
+        zero=("count",)),
+    # children that leave the process group and the session, then exec a recognisable sleep: the
+    # answer is right, so full marks, but nothing may be left running after the batch.
+    "escaped_children_are_killed": Case(with_cells(vjp=(
+        "def vjp(A, B, G):\n"
+        "    import os\n"
+        "    for _ in range(8):\n"
+        "        try:\n"
+        "            if os.fork() == 0:\n"
+        "                try:\n"
+        "                    os.setsid()\n"
+        "                    if os.fork() == 0:\n"
+        f"                        os.execv('/bin/sleep', ['sleep', '{SLEEPER}'])\n"
+        "                finally:\n"
+        "                    os._exit(0)\n"
+        "        except OSError:\n"
+        "            break\n"
+        "    return G @ B.T, A.T @ G\n")), zero=()),
+    "fork_bomb_at_import": Case(with_cells(init=(
+        "import os\n"
+        "while True:\n"
+        "    try:\n"
+        "        os.fork()\n"
+        "    except OSError:\n"
+        "        pass\n")), zero=("init",)),
+    # PID probing: the answer is right only if the sandbox sees few processes (a PID namespace)
+    "pid_probe": Case(with_cells(scale=(
+        "def scale(x, a):\n"
+        "    import os\n"
+        "    seen = []\n"
+        "    for pid in range(1, 1 << 15):\n"
+        "        try:\n"
+        "            os.kill(pid, 0)\n"
+        "            seen.append(pid)\n"
+        "        except ProcessLookupError:\n"
+        "            pass\n"
+        "        except PermissionError:\n"
+        "            seen.append(pid)\n"
+        "    try:\n"
+        "        listed = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+        "    except OSError:\n"
+        "        listed = []\n"
+        "    few = len(seen) <= 8 and len(listed) <= 8 and os.getppid() in (0, 1)\n"
+        "    return x * a if few else x * 0\n")), zero=(), needs="pids"),
+    # parse bombs: each cell scores 0 for what it defines, with the reason; nothing else moves
+    "parse_bomb_memory": Case(with_cells(scale="x = " + "-" * 100_000 + "1\n" + SCALE_OK),
+                              zero=("scale",), says="cannot run"),
+    "parse_bomb_recursion": Case(with_cells(vjp="y = a" + ".b" * 60_000 + "\n"
+                                            "def vjp(A, B, G):\n    return G @ B.T, A.T @ G\n"),
+                                 zero=("vjp",), says="cannot run"),
+    "parse_bomb_deep_brackets_and_magic": Case(with_cells(
+        vjp="%time q = 1\nx = " + "[" * 5000 + "]" * 5000 + "\ndef vjp(A, B, G):\n    return G @ B.T, A.T @ G\n"),
+        zero=("vjp",), says="cannot run"),
+    "parse_bomb_30_magics_200kB": Case(with_cells(scale=MAGICS_200KB), zero=("scale",), says="cannot run"),
+    "parse_bomb_transform_never_converges": Case(with_cells(Counter=(
+        "x = %ls\n" * 520 + "class Counter:\n    def __init__(self, start):\n        self.value = start\n"
+        "    def step(self):\n        self.value = self.value * 2\n        return self.value\n")),
+        zero=("Counter",), says="cannot run"),
+    # 12,000 answer cells, each using the previous one: linear, so the honest count (which needs
+    # all of them) still gets full marks within the budgets
+    "chain_12000_cells": Case(dict(
+        {f"k{i}": (f"k{i} = k{i - 1}\n" if i else "k0 = 0\n") for i in range(CHAIN)},
+        **dict(CORRECT, count=(f"def count(widths):\n    return k{CHAIN - 1} + "
+                               "sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))\n"))),
+        zero=(), notebook_kwargs={"with_tests": False}),
+    # an infinite loop first, an honest function in the next check: the restart after the
+    # timeout costs the honest check nothing (its clock starts when the sandbox is ready)
+    "infinite_loop_then_honest": Case(with_cells(
+        scale="def scale(x, a):\n    while True:\n        pass\n",
+        vjp="import time\ndef vjp(A, B, G):\n    time.sleep(2.0)\n    return G @ B.T, A.T @ G\n"),
+        zero=("scale",), says="did not finish"),
+}
+
+
 def notebook_text(case: Case, secret_paths: list[str]) -> str:
     if case.raw is not None:
         return case.raw
     cells = {k: v.replace("{SECRET_PATHS}", repr(secret_paths)) for k, v in (case.cells or {}).items()}
     return json.dumps(notebook(cells, **case.notebook_kwargs), indent=1)
+
+
+CASES.update(H2_CASES)
+#: cases graded twice (the second time with --force): every score must be the same
+RERUN = ("infinite_loop_then_honest", "memory_held_by_children", "pid_probe",
+         "escaped_children_are_killed", "parse_bomb_memory", "fork_bomb")
