@@ -152,6 +152,26 @@ def test_formgrader_copy_has_no_active_content() -> None:
     assert nb["metadata"] == {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                               "language_info": {"name": "python"}}
     assert "not valid notebook JSON" in formgrader_copy(b"{ nope")
+    import nbformat
+    nbformat.validate(nbformat.reads(formgrader_copy(json.dumps(xss_notebook()).encode()), 4))
+    nbformat.validate(nbformat.reads(formgrader_copy(b"{ nope"), 4))
+
+
+def test_formgrader_copy_of_a_huge_notebook_renders_a_bounded_part() -> None:
+    """100,000 tiny markdown cells (6 MB) or one 5 MB cell: rendering (the trusted process's
+    work per copy) stops at a budget; the rest is shown as escaped text."""
+    from autograder.sanitize import RENDER_BUDGET_CELLS
+    many = course.notebook({})
+    many["cells"] = [{"cell_type": "markdown", "metadata": {}, "source": "<b>x</b> *y*"}] * 100_000
+    cells = json.loads(formgrader_copy(json.dumps(many).encode()))["cells"]
+    assert len(cells) == 100_000
+    rendered = sum("<em>y</em>" in "".join(c["source"]) for c in cells)
+    assert rendered == RENDER_BUDGET_CELLS
+    assert "*y*" in "".join(cells[-1]["source"]) and "&lt;b&gt;" in "".join(cells[-1]["source"])
+    big = course.notebook({})
+    big["cells"] = [{"cell_type": "markdown", "metadata": {}, "source": "*a* " * (5 << 18)}]
+    text = "".join(json.loads(formgrader_copy(json.dumps(big).encode()))["cells"][0]["source"])
+    assert "characters, not rendered" in text and len(text) < 30_000
 
 
 # =============================================================================================
