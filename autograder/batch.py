@@ -95,13 +95,14 @@ def discover(course_dir: Path, assignment: str, notebook_id: str) -> list[Job]:
     """Every student's submission folder for ``assignment`` (sorted by student id).
 
     Never follows a link: a linked student or assignment folder becomes a job with a
-    ``problem`` (graded as 0), as does an assignment entry that is not a folder.
+    ``problem`` (graded as 0), as does an assignment entry that is not a folder or that holds
+    more than 10,000 entries.
     """
     root = course_dir / "submitted"
     jobs: list[Job] = []
     if not root.is_dir():
         return jobs
-    for name, kind in sorted(safefile.entries(root).items()):
+    for name, kind in sorted(safefile.entries(root, limit=None).items()):
         student_dir = root / name
         if kind == "a symbolic link":
             jobs.append(Job(name, student_dir / assignment, None, notebook_id,
@@ -109,16 +110,15 @@ def discover(course_dir: Path, assignment: str, notebook_id: str) -> list[Job]:
             continue
         if kind != "a folder" or name.startswith("."):
             continue                     # not a student folder (a stray file, .ipynb_checkpoints)
+        sub = student_dir / assignment
         try:
-            inside = safefile.entries(student_dir, within=course_dir)
+            what = safefile.kind_at(sub, within=course_dir)
         except (safefile.UnsafeFile, OSError):
             continue                     # changed under us: seen on the next run
-        if assignment not in inside:
+        if what is None:
             continue
-        sub = student_dir / assignment
-        if inside[assignment] != "a folder":
-            jobs.append(Job(name, sub, None, notebook_id,
-                            problem=f"{name}/{assignment} is {inside[assignment]}, not a folder"))
+        if what != "a folder":
+            jobs.append(Job(name, sub, None, notebook_id, problem=f"{name}/{assignment} is {what}, not a folder"))
             continue
         try:
             listing = safefile.entries(sub, within=course_dir)

@@ -81,6 +81,14 @@ def test_read_file_never_follows_a_linked_folder_below_within(tmp_path: Path) ->
     assert kinds == {"mallory": "a symbolic link"}
 
 
+def test_a_folder_with_too_many_entries_is_refused(tmp_path: Path) -> None:
+    for i in range(12):
+        (tmp_path / f"f{i}").touch()
+    assert len(safefile.entries(tmp_path, limit=12)) == 12
+    with pytest.raises(safefile.UnsafeFile, match="more than 11 entries"):
+        safefile.entries(tmp_path, limit=11)
+
+
 def test_device_file_is_never_opened(tmp_path: Path) -> None:
     try:
         os.mknod(tmp_path / "dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))   # like /dev/null
