@@ -211,6 +211,9 @@ CASES = {
     "surrogate_message": Case("ValueError", zero=("scale",)),   # a lone surrogate in the error text
     "surrogate_print": Case("should be 26", zero=("count",)),
     "formgrader_xss": Case("", zero=()),                   # right answers: full marks, page sanitized
+    # what `nbgrader collect` (shutil.copytree follows links) makes of a link to the source:
+    # a plain copy; graded as usual, but the batch tells the TA (test_copy_of_the_source_is_flagged)
+    "copy_of_source": Case("", zero=()),
 }
 
 
@@ -302,6 +305,7 @@ def _make_course(base: Path, template_db: Path | None = None) -> tuple[Path, Pat
     course.write_notebook(folder("surrogate_print") / NB, course.with_cells(
         count="def count(widths):\n    print(chr(0xdcff) * 5)\n    return -1\n"))
     (folder("formgrader_xss") / NB).write_text(json.dumps(xss_notebook()))
+    (folder("copy_of_source") / NB).write_bytes(source.read_bytes())
     if template_db is not None:
         import shutil
         shutil.copy(template_db, cdir / "gradebook.db")
@@ -406,6 +410,11 @@ def test_linked_and_secret_content_never_copied_out(graded: dict) -> None:
     # the linked-folder students did not get the linked work recorded as theirs
     assert _results(graded, "linked_student_dir")["score"] == 0
     assert _results(graded, "linked_assignment_dir")["score"] == 0
+
+
+def test_copy_of_the_source_is_flagged(graded: dict) -> None:
+    lines = [ln for ln in graded["first"].stderr.splitlines() if ln.startswith("CHECK BY HAND")]
+    assert any("copy_of_source" in ln and "instructor's source notebook" in ln for ln in lines), lines
 
 
 def test_nothing_outside_the_course_or_under_submitted_changes(graded: dict) -> None:
