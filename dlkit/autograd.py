@@ -541,6 +541,8 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
         with set_grad_enabled(create_graph):
             for x in wanted:
                 g = grads.get(x)
+                if g is seed:                   # x is the output itself: never hand out the seed
+                    g = Tensor._wrap(g._backend.copy(g._array), g._backend)
                 if g is not None:
                     totals[x] = totals[x] + g if x in totals else g
     kept = totals

@@ -418,3 +418,16 @@ def test_create_graph_keeps_the_graph_even_with_retain_graph_false():
     y.backward(create_graph=True, retain_graph=False)
     (g2,) = dlkit.grad(x.grad.sum(), [x])
     np.testing.assert_allclose(g2.numpy(), [18.0])
+
+
+def test_the_shared_unit_seed_never_reaches_the_caller():
+    x = dlkit.tensor(3.0, requires_grad=True, dtype="float64")
+    x.backward()
+    (g,) = dlkit.grad(x, [x])
+    for t in (x.grad, g):
+        t.data = np.array(5.0)                  # writable, and owned by the caller
+    y = (x * 2.0)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 7.0)
+    (g2,) = dlkit.grad(x, [x])
+    np.testing.assert_allclose(g2.numpy(), 1.0)
