@@ -559,9 +559,9 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
 def hessian(fn, x: Tensor) -> Tensor:
     """The full Hessian ∂²fn/∂x² of a scalar function, shape ``x.shape + x.shape``.
 
-    Differentiates the gradient once per element of ``x`` (a Hessian-vector product with each
-    basis vector), so it is meant for small problems such as Newton's method on a few
-    parameters.  ``x`` must be a float tensor; it need not require grad.
+    Differentiates the gradient once per element of ``x`` (the vector-Jacobian product of the
+    gradient with each basis vector: one backward sweep per row), so it is meant for small
+    problems such as Newton's method on a few parameters.  ``x`` must be a float tensor; it need not require grad.
     """
     x = Tensor._wrap(x._array, x._backend)
     x._requires_grad = True
@@ -569,10 +569,10 @@ def hessian(fn, x: Tensor) -> Tensor:
     if y.shape != ():
         raise ValueError(f"hessian(): fn must return a scalar; it returned shape {y.shape}")
     (g,) = grad(y, [x], create_graph=True)
-    n = int(np.prod(x.shape))
-    flat = g.reshape((n,))
+    n = math.prod(x.shape)
+    basis = np.eye(n, dtype=x.dtype)
     rows = []
-    for i in range(n):
-        (row,) = grad(flat[i], [x], allow_unused=True)
+    for i in range(n):              # row i = the VJP of the gradient with the basis vector e_i
+        (row,) = grad(g, [x], out_grad=basis[i].reshape(x.shape), allow_unused=True)
         rows.append(np.zeros(x.shape, x.dtype) if row is None else row.numpy())
     return Tensor(np.stack(rows).reshape(x.shape + x.shape), dtype=x.dtype, backend=x._backend)
