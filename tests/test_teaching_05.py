@@ -166,6 +166,15 @@ def test_smaller_claims_of_sections_8_and_9(ns):
     results = ns["variant_results"]
     final = {name: hist["val_acc"][-1] for name, (hist, _) in results.items()}
     assert final["batch norm"] >= final["no regularization"]
+    first = {name: hist["val_acc"][0] for name, (hist, _) in results.items()}
+    assert first["batch norm"] > first["no regularization"] + 0.1, "batch norm's curves rise fastest"
+    train = {name: hist["train_acc"][-1] for name, (hist, _) in results.items()}
+    gap = {name: train[name] - final[name] for name in final}
+    assert gap["dropout p=0.5"] < gap["no regularization"], "dropout closes the gap ..."
+    assert train["dropout p=0.5"] < train["no regularization"] - 0.05, "... by lowering training accuracy"
+    assert final["dropout p=0.5"] <= final["no regularization"], "... not by raising validation accuracy"
+    assert abs(train["weight decay 1e-2"] - train["no regularization"]) < 0.02, "weight decay hardly changes"
+    assert abs(final["weight decay 1e-2"] - final["no regularization"]) < 0.02
     aug = ns["aug"]
     assert aug["300 x 5 augmented"] <= aug["300 originals"] + 0.01, "the prose says: no gain here"
     tr = ns["tr_out"]
