@@ -128,6 +128,20 @@ def test_01_symbolic_derivative_swells_while_the_autodiff_graph_grows_linearly()
     assert s["autodiff graph"][-1] == 44
 
 
+def test_01_notes_box_vjp_needs_the_transpose_and_fd_needs_one_probe_per_coordinate():
+    nb = _nb("01_autodiff_backprop")
+    ns = _run(_setup(nb), _cell(nb, "batch, fan_in, fan_out"), _cell(nb, "c_bar = G_s.ravel()"))
+    J, c_bar = ns["J"], ns["c_bar"]
+    assert J.shape == (6, 12) and c_bar.shape == (6,)
+    with pytest.raises(ValueError):
+        J @ c_bar                                                    # the notes' J c̄
+    assert np.allclose(ns["vjp_T"], ns["G_s"] @ ns["W_s"].T)         # Jᵀ c̄ is the VJP
+    mlp = _cell(nb, "X_tr, y_tr = dlkit.data.load_digits")            # section 9's parameters
+    shapes = re.findall(r"standard_normal\(\((\d+), (\d+)\)\)|np\.zeros\((\d+)\)", mlp)
+    count = sum(int(a) * int(b) if a else int(c) for a, b, c in shapes)
+    assert count == ns["d_mlp"] == 4810
+
+
 def test_01_finite_difference_errors_are_real_numbers_not_zero():
     nb = _nb("01_autodiff_backprop")
     ns = _run(_setup(nb), _cell(nb, "def f_fd"))
