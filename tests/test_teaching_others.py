@@ -102,6 +102,15 @@ def test_00_silent_broadcast_gives_a_finite_wrong_loss():
     assert math.isclose(ns["mse_bug"], 12 / 9) and ns["mse_right"] == 0.0   # the rubric's 1.333
 
 
+def test_00_explicit_bias_grows_with_the_batch_and_the_view_does_not():
+    nb = _nb("00_arrays_broadcasting")
+    ns = _run(_setup(nb), _cell(nb, "import tracemalloc"))
+    explicit, view, sizes = ns["explicit"], ns["broadcast"], ns["batch_sizes"]
+    per_row = [e * 2**20 / m for e, m in zip(explicit, sizes)]
+    assert all(r >= 256 * 8 for r in per_row)                  # m x k float64: linear in m
+    assert max(view) * 2**20 < 4096 and max(view) - min(view) < 1e-3   # a few hundred bytes
+
+
 # -- 01 -----------------------------------------------------------------------------------------
 
 def test_01_forward_mode_cost_grows_linearly_relative_to_reverse():
@@ -249,3 +258,31 @@ def test_07_the_tuning_target_is_reachable_and_not_reached_by_the_given_candidat
     assert ns["val_acc"]["Adam lr 1e-2"] >= ns["TARGET"] and ns["best_name"] == "Adam lr 1e-2"
     _run(ns, _cell(nb, "test_logits = None"))
     assert abs(ns["test_acc"] - ns["val_acc"]["Adam lr 1e-2"]) < 0.03   # validation ≈ test
+
+
+# -- student edition: Run All, no empty axes ---------------------------------------------------
+
+@pytest.mark.parametrize("aid", IDS)
+def test_student_edition_draws_no_empty_axes(aid, monkeypatch, tmp_path):
+    """With nothing implemented, every figure that is shown has something on every axes."""
+    import matplotlib.pyplot as plt
+
+    from tests.nbcontract import run_student_edition, stub_graded_dlkit
+
+    stub_graded_dlkit(monkeypatch, tmp_path)
+    monkeypatch.chdir(nb_path(aid).parent)
+    monkeypatch.delenv("DLKIT_MNIST_DIR", raising=False)
+    empty = []
+
+    def show(*args, **kwargs):
+        for num in plt.get_fignums():
+            for ax in plt.figure(num).axes:
+                drawn = ax.lines or ax.images or ax.collections or ax.patches or ax.texts
+                if ax.get_visible() and not drawn:
+                    empty.append(ax.get_title() or f"figure {num}")
+
+    monkeypatch.setattr(plt, "show", show)
+    failed, printed = run_student_edition(aid)
+    assert failed, f"{aid}: the graded test cells fail on the stubs"
+    assert not empty, f"{aid}: empty axes shown in the student edition: {empty}"
+    assert "not done yet" in printed.lower() or aid in ("06_gpu_kernels",)
