@@ -76,6 +76,10 @@ def test_notebook_code_style_and_opening_does_not_dirty(aid):
     assert (nb["nbformat"], nb["nbformat_minor"]) == (4, 5)
     assert nb["metadata"]["kernelspec"] == {"display_name": "Python 3 (ipykernel)",
                                             "language": "python", "name": "python3"}
+    assert nb["metadata"]["language_info"] == {   # what ipykernel reports, less the version
+        "codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+        "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3"}
     ids = [c.get("id") for c in nb["cells"]]
     assert all(isinstance(i, str) and re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", i) for i in ids)
     assert len(set(ids)) == len(ids)
