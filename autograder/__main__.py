@@ -53,7 +53,17 @@ def _batch(args: argparse.Namespace) -> int:
         return 2
 
 
+def _escape_unencodable_output() -> None:
+    """Student text (names, messages) may hold lone surrogates: print them escaped, never crash."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):   # replaced streams (e.g. under pytest's capture)
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _escape_unencodable_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "release":
         from .release import main as release_main

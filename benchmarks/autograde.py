@@ -11,6 +11,16 @@ submissions per minute for both plus the hidden checks' per-submission time (med
 ``duration_s`` in results.json).  ``--nbgrader-limit K`` times nbgrader on the first K
 submissions only (same mix, interleaved) and reports its rate from those.
 Work files go to benchmarks/_work/ (git-ignored) and are removed afterwards unless --keep.
+
+    python benchmarks/autograde.py --hostile-mix [--n 40] [--workers 2]
+
+Hostile mix (issue 10; no nbgrader run): (1) WORST CASE: one batch holding one submission of
+every hostile kind (code: infinite loop in one or in EVERY answer cell, ``os._exit``, memory
+bomb; files: a link to the instructor's notebook, a FIFO, a 1 TB sparse notebook, a 64 MB
+notebook, an unparsable timestamp) reports the seconds each held a grader process
+(``duration_s``; target <= 60 s for any); (2) THROUGHPUT: an all-honest batch of ``--n``
+correct submissions vs a batch of the same size with every 10th submission hostile (kinds in
+turn), as honest submissions graded per minute of batch wall time (target >= 0.9x).
 """
 from __future__ import annotations
 
@@ -33,6 +43,10 @@ HOSTILE_BODIES = {
     "exit": "    import os\n    os._exit(0)\n",
     "membomb": "    blocks = []\n    while True:\n        blocks.append(bytearray(1 << 26))\n",
 }
+#: hostile kinds of the --hostile-mix run: code ones (in the answer cells) and file ones (what
+#: the submission folder holds instead of a plain notebook; see write_course)
+CODE_KINDS = ("loop", "loop-everywhere", "exit", "membomb")
+FILE_KINDS = ("link-to-source", "fifo", "sparse-1tb", "notebook-64mb", "bad-timestamp")
 
 
 def pick_assignment() -> str:
@@ -48,6 +62,35 @@ def _set_source(cell: dict, text: str) -> None:
 
 def _src(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _inject(cell: dict, body: str) -> None:
+    """Hostile lines right after the cell's solution marker."""
+    lines = _src(cell).splitlines(True)
+    for i, line in enumerate(lines):
+        if "### BEGIN SOLUTION" in line:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.insert(i + 1, "".join(indent + ln[4:] + "\n" for ln in body.splitlines()))
+            break
+    _set_source(cell, "".join(lines))
+
+
+def make_hostile_mix(source: Path, kinds: list[str]) -> list[tuple[str, str, dict]]:
+    """``(student, kind, notebook)`` for the given kinds (``correct`` or a hostile kind)."""
+    from dlkit import student as nbparse
+    base = nbparse.read_notebook(source)
+    answers = [i for i, c in enumerate(base["cells"])
+               if c.get("cell_type") == "code" and c.get("metadata", {}).get("nbgrader", {}).get("solution")]
+    out = []
+    for k, kind in enumerate(kinds):
+        nb = json.loads(json.dumps(base))
+        if kind == "loop-everywhere":
+            for i in answers:
+                _inject(nb["cells"][i], HOSTILE_BODIES["loop"])
+        elif kind in HOSTILE_BODIES:
+            _inject(nb["cells"][answers[k % len(answers)]], HOSTILE_BODIES[kind])
+        out.append((f"s{k:03d}", kind, nb))
+    return out
 
 
 def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
@@ -66,15 +109,7 @@ def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
             _set_source(target, nbparse.stub_solutions(_src(target)))
         elif kind == "hostile":
             which = list(HOSTILE_BODIES)[k % len(HOSTILE_BODIES)]
-            lines = _src(target).splitlines(True)
-            for i, line in enumerate(lines):   # hostile lines right after the solution marker
-                if "### BEGIN SOLUTION" in line:
-                    indent = line[: len(line) - len(line.lstrip())]
-                    body = "".join(indent + ln[4:] + "\n" for ln in HOSTILE_BODIES[which].splitlines())
-                    lines.insert(i + 1, body)
-                    break
-            text = "".join(lines)
-            _set_source(target, text)
+            _inject(target, HOSTILE_BODIES[which])
             kind = f"hostile-{which}"
         out.append((f"s{k:03d}", kind, nb))
     return out
@@ -83,11 +118,63 @@ def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
 def write_course(course: Path, assignment: str, source: Path, subs: list[tuple[str, str, dict]]) -> None:
     (course / "source" / assignment).mkdir(parents=True, exist_ok=True)
     shutil.copy(source, course / "source" / assignment / f"{assignment}.ipynb")
-    for student, _, nb in subs:
+    for student, kind, nb in subs:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{assignment}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+        path = folder / f"{assignment}.ipynb"
+        path.write_text(json.dumps(nb), encoding="utf-8")
         (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC", encoding="utf-8")
+        if kind == "link-to-source":          # copied work: the instructor's own notebook
+            path.unlink()
+            path.symlink_to(course / "source" / assignment / f"{assignment}.ipynb")
+        elif kind == "fifo":
+            path.unlink()
+            os.mkfifo(path)
+        elif kind in ("sparse-1tb", "notebook-64mb"):
+            with open(path, "r+b") as fh:     # sparse 1 TB; the 64 MB one as real bytes
+                if kind == "sparse-1tb":
+                    fh.truncate(1 << 40)
+                else:
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(b" " * (64 << 20))
+        elif kind == "bad-timestamp":
+            (folder / "timestamp.txt").write_text("yesterday, honestly", encoding="utf-8")
+
+
+def run_hostile_mix(assignment: str, source: Path, n: int, workers: int, work: Path) -> None:
+    """The worst case per hostile kind, and honest throughput with 10 % hostile submissions."""
+    kinds = list(CODE_KINDS + FILE_KINDS)
+    worst_dir = work / "worst"
+    subs = make_hostile_mix(source, kinds)
+    write_course(worst_dir, assignment, source, subs)
+    elapsed, results = run_ours(worst_dir, assignment, workers)
+    by_student = {r["student"]: r for r in results}
+    print(f"worst case ({len(kinds)} hostile kinds, one submission each; {elapsed:.1f} s for the batch):")
+    worst = 0.0
+    for student, kind, _ in subs:
+        r = by_student.get(student, {})
+        held = r.get("duration_s", float("nan"))
+        worst = max(worst, held) if held == held else worst
+        why = (r.get("output") or "").replace("Your notebook could not be graded: ", "")
+        print(f"  {kind:16} held a grader {held:6.1f} s, score {r.get('score', float('nan')):g}/"
+              f"{r.get('max_score', float('nan')):g}  {why.splitlines()[0][-60:] if why else ''}")
+    print(f"  worst: {worst:.1f} s (target <= 60 s: {'met' if worst <= 60 else 'NOT met'})")
+    rates = {}
+    for label, pattern in (("all honest", ["correct"] * n),
+                           ("10% hostile", ["correct" if k % 10 != 9 else kinds[(k // 10) % len(kinds)]
+                                            for k in range(n)])):
+        folder = work / label.replace(" ", "-").replace("%", "pct")
+        subs = make_hostile_mix(source, pattern)
+        write_course(folder, assignment, source, subs)
+        elapsed, results = run_ours(folder, assignment, workers)
+        honest = [r for r in results if dict((s, k) for s, k, _ in subs)[r["student"]] == "correct"]
+        full = sum(r["score"] == r["max_score"] for r in honest)
+        rates[label] = 60 * len(honest) / elapsed
+        print(f"{label}: {len(results)} submissions in {elapsed:.1f} s; honest ones: {len(honest)} "
+              f"({full} at full marks) = {rates[label]:.0f} honest/min")
+    ratio = rates["10% hostile"] / rates["all honest"]
+    print(f"honest throughput with 10% hostile / all honest: {ratio:.2f}x "
+          f"(target >= 0.9x: {'met' if ratio >= 0.9 else 'NOT met'})")
 
 
 def run_ours(course: Path, assignment: str, workers: int) -> tuple[float, list[dict]]:
@@ -104,7 +191,9 @@ def run_ours(course: Path, assignment: str, workers: int) -> tuple[float, list[d
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"autograder batch failed:\n{proc.stderr[-3000:]}")
-    results = [json.loads(p.read_text()) for p in sorted((course / "autograded").glob(f"*/{assignment}/results.json"))]
+    results = []
+    for p in sorted((course / "autograded").glob(f"*/{assignment}/results.json")):
+        results.append(dict(json.loads(p.read_text()), student=p.parent.parent.name))
     return elapsed, results
 
 
@@ -136,11 +225,20 @@ def main() -> int:
     ap.add_argument("--cell-timeout", type=int, default=30, help="nbgrader's per-cell timeout (s)")
     ap.add_argument("--skip-nbgrader", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--hostile-mix", action="store_true",
+                    help="worst case per hostile kind + honest throughput with 10%% hostile (no nbgrader)")
     args = ap.parse_args()
     assignment = args.assignment or pick_assignment()
     source = ROOT / "notebooks" / assignment / f"{assignment}.ipynb"
     work = ROOT / "benchmarks" / "_work" / "autograde"
     shutil.rmtree(work, ignore_errors=True)
+    if args.hostile_mix:
+        print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}"
+              f" | assignment {assignment}, --workers {args.workers}")
+        run_hostile_mix(assignment, source, args.n, args.workers, work)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     subs = make_submissions(source, args.n)
     print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}")
     print(f"assignment {assignment}: {len(subs)} submissions "
