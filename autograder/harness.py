@@ -1014,14 +1014,16 @@ def build_student_edition(dest: str | os.PathLike, assignment: str | None = None
     Never the instructor edition: it holds reference implementations of graded pieces.  With
     ``assignment``, the solution packs of the EARLIER assignments (teaching order) are baked into
     ``dest/dlkit/_packs/``, so a submission's later pieces can run on the earlier ones (contract A);
-    the pack of ``assignment`` itself and of later ones never enter the sandbox.
+    the pack of ``assignment`` itself and of later ones never enter the sandbox.  The copy is marked
+    as the grader's, so ``dlkit.student`` resolves in grading mode there (plugged pieces and those
+    packs only) even without ``DLKIT_GRADING=1``.
     """
     try:
         from .release import assignments, student_dlkit
     except ImportError as exc:  # pragma: no cover - release.py is part of the kit
         raise HarnessError(f"cannot build the student edition of dlkit: {exc}") from exc
     before = assignment if assignment in assignments() else None
-    return str(student_dlkit(dest, packs_before=before))
+    return str(student_dlkit(dest, packs_before=before, grader=True))
 
 
 def format_summary(results: dict[str, Any]) -> str:

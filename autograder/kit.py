@@ -276,19 +276,21 @@ def _check_no_subclass_of_stub(tree: ast.Module, module: str) -> None:
                                  f"a stand-in: make {qualname} a graded piece too, or derive it from their base")
 
 
-def student_dlkit(dest: str | os.PathLike, packs_before: str | None = None) -> Path:
+def student_dlkit(dest: str | os.PathLike, packs_before: str | None = None, grader: bool = False) -> Path:
     """Write the student edition of the dlkit package into ``dest/dlkit`` and return ``dest``.
 
     ``dest`` is the directory to put on ``sys.path``.  Existing content there is replaced.  With
     ``packs_before="<ID>"`` (the grading sandbox's copy) the solution packs of the assignments before
-    ``<ID>`` are baked into ``dest/dlkit/_packs/``, where ``dlkit.student`` finds them.
+    ``<ID>`` are baked into ``dest/dlkit/_packs/``, where ``dlkit.student`` finds them.  ``grader``
+    marks the copy as the grader's (``dlkit/_grader_kit``): ``dlkit.student`` then works in grading
+    mode whatever the environment says.
     """
     dest = Path(dest)
     target = dest / "dlkit"
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(REPO / "dlkit", target,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_packs", "_pieces.py"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_packs", "_pieces.py", "_grader_kit"))
     for rel in WITHHELD_FILES:
         if rel.startswith("dlkit/") and (dest / rel).exists():
             (dest / rel).unlink()
@@ -300,6 +302,9 @@ def student_dlkit(dest: str | os.PathLike, packs_before: str | None = None) -> P
         new, _ = stub_graded_source(source, module.removesuffix(".__init__"))
         path.write_text(new, encoding="utf-8")
     (target / "_pieces.py").write_text(_pieces_module(), encoding="utf-8")
+    if grader:
+        (target / "_grader_kit").write_text("the grader's copy of the student kit: dlkit.student is in "
+                                            "grading mode\n", encoding="utf-8")
     if packs_before is not None:
         from .release import assignments, write_packs  # the packs are the release's
         ids = assignments()

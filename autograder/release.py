@@ -184,7 +184,8 @@ def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str 
     student_dlkit(kit)
     kit_kernels(kit)
     leaks = scan_kit(kit)
-    if leaks:
+    if leaks:  # no usable kit at all rather than one that hands out answers
+        shutil.rmtree(kit)
         raise ReleaseLeak("the student kit would compute graded answers (fence fused paths in "
                           "`# BEGIN WITHHELD` / `# END WITHHELD` or mark them @withheld):\n  "
                           + "\n  ".join(leaks))

@@ -65,6 +65,10 @@ class NotebookError(ValueError):
 class PieceNotDone(NotImplementedError):
     """A graded piece that is neither plugged, nor written and passing, nor published in a pack."""
 
+    def __init__(self, message: str, assignment: str = "", piece: str = "") -> None:
+        super().__init__(message)
+        self.assignment, self.piece = assignment, piece
+
 
 class SelfResolutionError(RuntimeError):
     """A student's piece that is (or calls) the library's own stand-in for that very piece."""
@@ -320,9 +324,14 @@ _notebook_misses: dict[tuple, str] = {}  # (path, mtime, size, name) -> why it d
 _local = threading.local()
 
 
+#: The grader's copy of the kit carries this marker file (``autograder.harness.build_student_edition``).
+_GRADER_KIT = (Path(__file__).resolve().parent / "_grader_kit").is_file()
+
+
 def grading() -> bool:
-    """True inside the grading sandbox (``DLKIT_GRADING=1``)."""
-    return os.environ.get("DLKIT_GRADING", "") not in ("", "0")
+    """True inside the grading sandbox: ``DLKIT_GRADING=1``, or this dlkit is the grader's copy of
+    the kit (which is mounted read-only there, so student code cannot switch it off)."""
+    return _GRADER_KIT or os.environ.get("DLKIT_GRADING", "") not in ("", "0")
 
 
 def _library_name(assignment: str, name: str) -> str:
@@ -510,10 +519,14 @@ def _from_notebook(assignment: str, name: str, notebooks_dir: Any) -> tuple[Any,
                 test_ns["dlkit"] = dlkit
             _exec(tests[f"test_{name}"][0], f"<{assignment}.ipynb: test cell test_{name}>", test_ns)
     except Exception as exc:  # noqa: BLE001 - any failure means "does not count yet"
-        why = (f"your {name} in {path} does not count yet "
-               f"({type(exc).__name__}: {str(exc)[:300]})" if isinstance(exc, SelfResolutionError) else
-               f"your {name} in {path} does not pass its test cell test_{name} yet "
-               f"({type(exc).__name__}: {str(exc)[:300]})")
+        if isinstance(exc, SelfResolutionError):
+            why = f"your {name} in {path} does not count yet ({type(exc).__name__}: {str(exc)[:300]})"
+        elif isinstance(exc, PieceNotDone) and exc.piece:
+            why = (f"the test cell test_{name} in {path} needs {exc.piece} of {exc.assignment} "
+                   f"first, which is not done either")
+        else:
+            why = (f"your {name} in {path} does not pass its test cell test_{name} yet "
+                   f"({type(exc).__name__}: {str(exc)[:300]})")
         _notebook_misses[key] = why
         return None, why
     return obj, "notebook"
@@ -568,14 +581,15 @@ def _resolve(assignment: str, name: str, notebooks_dir: Any) -> Any:
     where_ = f" ({lib})" if lib != name else ""
     if grading():
         raise PieceNotDone(f"{name}{where_} of {assignment} is not available while grading: it was "
-                           f"not plugged in and no solution pack {assignment}.py was provided")
+                           f"not plugged in and no solution pack {assignment}.py was provided",
+                           assignment, name)
     msg = (f"{name}{where_} is a piece you write in notebook {assignment} "
            f"({assignment}/{assignment}.ipynb): finish its answer cell {name} until its test cell "
            f"test_{name} passes and save the notebook, or use the published solution pack "
            f"{assignment}.py (in packs/ beside your notebooks, or in $DLKIT_PACKS).")
     if why:
         msg += f" Now: {why}."
-    raise PieceNotDone(msg)
+    raise PieceNotDone(msg, assignment, name)
 
 
 def new_piece(stub: type, assignment: str, name: str) -> Any:

@@ -250,8 +250,10 @@ def test_sandbox_kit_gets_the_packs_of_earlier_assignments_only(tmp_path):
     path = os.pathsep.join([str(kit), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     proc = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "DLKIT_BACKEND": "numpy",
-                               "DLKIT_GRADING": "1"})
+                               "DLKIT_NOTEBOOKS": str(REPO / "notebooks")})  # grading mode: no DLKIT_GRADING needed
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert (kit / "dlkit" / "_grader_kit").is_file() and (kit_none / "dlkit" / "_grader_kit").is_file()
+    assert not (release.student_dlkit(tmp_path / "s") / "dlkit" / "_grader_kit").exists()
 
 
 def test_packs_hold_the_instructor_answers_without_markers(tmp_path):
@@ -272,7 +274,11 @@ def test_packs_hold_the_instructor_answers_without_markers(tmp_path):
 def built_release(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("release")
     db = f"sqlite:///{out / 'gradebook.db'}"
-    return release.build_release(out / "release", db=db)
+    try:
+        return release.build_release(out / "release", db=db)
+    except release.ReleaseLeak:  # the notebooks are there; test_student_kit_leaks_nothing says what leaked
+        assert not (out / "release" / "kit").exists(), "a leaking kit must not stay in the release"
+        return out / "release"
 
 
 @pytest.mark.slow

@@ -259,6 +259,7 @@ def test_grading_mode_uses_only_plugged_pieces_and_the_given_packs(kit, tmp_path
 def test_grading_mode_finds_packs_baked_into_the_kit(kit, tmp_path, monkeypatch):
     baked = Path(student.__file__).resolve().parent / "_packs"
     assert not baked.exists(), "the instructor dlkit must not hold baked packs"
+    assert not student._GRADER_KIT and not (baked.parent / "_grader_kit").exists()
     monkeypatch.setenv("DLKIT_GRADING", "1")
     monkeypatch.setattr(student, "__file__", str(tmp_path / "kitcopy" / "dlkit" / "student.py"))
     write_pack(tmp_path / "kitcopy" / "dlkit" / "_packs")
@@ -426,3 +427,12 @@ def test_graded_marks_functions_methods_and_classes():
     with pytest.raises(TypeError):
         _graded.graded("91_x", "not an identifier")
     assert dlkit.student is student
+
+
+def test_a_test_cell_that_needs_another_unfinished_piece_says_so(kit, tmp_path):
+    tests = dict(TESTS, scale="import dlkit.demo_kit\nassert dlkit.demo_kit.Op().gradient(2) == 6\n"
+                              "assert scale(3) == 6\ndlkit.student.plug('scale', scale)\n")
+    write_notebook(tmp_path / "notebooks", dict(ANSWERS, op_gradient=student.CODE_STUB + "\n"), tests)
+    with pytest.raises(student.PieceNotDone, match="test_scale .* needs op_gradient of 90_demo first") as info:
+        kit.scale(1)
+    assert (info.value.assignment, info.value.piece) == (ID, "scale")
