@@ -68,7 +68,7 @@ from typing import Any, Iterator
 from .harness import HARNESS_VERSION, MAX_NOTEBOOK_BYTES, HarnessError, build_student_edition, grade
 
 __all__ = ["DaskEngine", "parse_scheduler", "task_key", "ISOLATION_RANK", "STRONG", "grade_task",
-           "probe_isolation", "DIE_HOOK_ENV"]
+           "probe_isolation", "DIE_HOOK_ENV", "WEAK_HOOK_ENV"]
 
 #: Isolation modes (``results["sandbox"]["isolation"]``) by strength.
 ISOLATION_RANK = {"none": 0, "landlock": 1, "bwrap": 2, "namespaces(root)": 2}
@@ -78,6 +78,8 @@ STRONG = 2
 MAX_CHECKS_BYTES = 32 * 1024 * 1024
 #: Test hook (read on the WORKER): a task grading this student makes its worker process exit.
 DIE_HOOK_ENV = "DLKIT_DASK_TEST_DIE_ON"
+#: Test hook (read on the WORKER): report this isolation from the probe (a weak worker, for tests).
+WEAK_HOOK_ENV = "DLKIT_DASK_TEST_PROBE_REPORTS"
 
 _LOCAL = re.compile(r"^local:(\d+)$")
 
@@ -153,6 +155,8 @@ def probe_isolation(isolate: bool = True) -> dict[str, Any]:
         except (SandboxError, OSError) as exc:
             report["isolation"] = "none"
             report["error"] = f"the sandbox cannot start: {type(exc).__name__}: {exc}"
+        if os.environ.get(WEAK_HOOK_ENV):
+            report["isolation"] = os.environ[WEAK_HOOK_ENV]
         cached = _STATE[("probe", isolate)] = report
     out = dict(cached)
     out["worker"] = _worker_name()
@@ -275,6 +279,7 @@ class DaskEngine:
         self.pending: dict[Any, tuple[Any, str, str]] = {}    # future -> (job, journal key, path)
         self.queue: list[tuple[Any, str, Path]] = []
         self.graders: dict[str, dict[str, Any]] = {}
+        self.counts: dict[str, int] = {}          # worker address -> submissions it graded
         try:
             self._preflight(isolate, allow_weak)
         except BaseException:
@@ -376,6 +381,7 @@ class DaskEngine:
                     results.setdefault("submission", {})["path"] = str(Path(path))
                     job.grader = out.get("grader")
                     addr = (out.get("grader") or {}).get("worker")
+                    self.counts[addr] = self.counts.get(addr, 0) + 1
                     if addr and addr not in self.graders:
                         self.graders[addr] = out["grader"]
                         self.log(f"worker {addr} joined (pid {out['grader'].get('pid')}): sandbox isolation "
@@ -388,6 +394,11 @@ class DaskEngine:
                 fut.release()
 
     def shutdown(self, cancel: bool = False) -> None:
+        for addr, n in sorted(self.counts.items(), key=lambda kv: str(kv[0])):
+            rep = self.graders.get(addr, {})
+            self.log(f"worker {addr} (host {rep.get('host')}) graded {n} submission(s); sandbox isolation "
+                     f"{rep.get('isolation')}")
+        self.counts.clear()
         try:
             if cancel and self.pending:
                 self.client.cancel(list(self.pending))

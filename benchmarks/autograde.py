@@ -115,7 +115,8 @@ def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
         nb = json.loads(json.dumps(base))
         target = nb["cells"][answer_idx[k % len(answer_idx)]]
         if kind == "wrong":
-            _set_source(target, nbparse.stub_solutions(_src(target)))
+            from tests.nbcontract import stub_solutions   # moved out of dlkit.student (issue 11)
+            _set_source(target, stub_solutions(_src(target)))
         elif kind == "hostile":
             which = list(HOSTILE_BODIES)[k % len(HOSTILE_BODIES)]
             _inject(target, HOSTILE_BODIES[which])

@@ -37,8 +37,8 @@ sys.path.insert(0, str(HERE / "adversarial"))
 import course  # noqa: E402
 from hostile import CASES, notebook_text  # noqa: E402
 
-from autograder.distributed import (DIE_HOOK_ENV, ISOLATION_RANK, STRONG, _refusal,  # noqa: E402
-                                    parse_scheduler, probe_isolation, task_key)
+from autograder.distributed import (DIE_HOOK_ENV, ISOLATION_RANK, STRONG, WEAK_HOOK_ENV,  # noqa: E402
+                                    _refusal, parse_scheduler, probe_isolation, task_key)
 from autograder.harness import HarnessError  # noqa: E402
 
 HONEST = ("honest_a", "honest_b")
@@ -239,6 +239,21 @@ def test_submission_that_kills_its_workers_fails_alone(tmp_path: Path) -> None:
     assert all(r["score"] == course.MAX_SCORE for r in results.values())
 
 
+def test_worker_without_namespaces_refuses_unless_the_ta_opts_in(tmp_path: Path) -> None:
+    """A worker whose sandbox reports only Landlock (test hook): the batch stops before grading
+    anything, naming the worker; with --allow-weak-isolation it grades."""
+    course_dir, checks_root = _make_course(tmp_path, ("honest_a",))
+    proc = _batch(course_dir, checks_root, "--scheduler", "local:1", **{WEAK_HOOK_ENV: "landlock"})
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert re.search(r"worker tcp://127\.0\.0\.1:\d+ \(host .*\) refuses to grade: its sandbox achieved only "
+                     r"'landlock'", proc.stderr), proc.stderr[-3000:]
+    assert not (course_dir / "autograded").exists() and not (course_dir / "gradebook.db").exists()
+    proc = _batch(course_dir, checks_root, "--scheduler", "local:1", "--allow-weak-isolation",
+                  **{WEAK_HOOK_ENV: "landlock"})
+    assert proc.returncode == 0 and _graded(proc.stderr) == 1, proc.stderr[-3000:]
+    assert "--allow-weak-isolation: some workers grade without namespaces" in proc.stderr
+
+
 def test_separate_scheduler_and_worker_on_loopback(tmp_path: Path) -> None:
     course_dir, checks_root = _make_course(tmp_path, ("honest_a", "os_exit_in_function", "malformed_json"))
     dask = Path(sys.executable).with_name("dask")
@@ -263,6 +278,8 @@ def test_separate_scheduler_and_worker_on_loopback(tmp_path: Path) -> None:
         assert results["honest_a"]["score"] == course.MAX_SCORE
         assert results["malformed_json"]["score"] == 0
         assert set(gradebook) == {"honest_a", "os_exit_in_function", "malformed_json"}
+        assert re.search(r"^worker tcp://127\.0\.0\.1:\d+ \(host .*\) graded 3 submission\(s\)", proc.stderr, re.M), \
+            proc.stderr[-3000:]
     finally:
         for p in reversed(procs):
             try:
