@@ -351,8 +351,9 @@ class DaskEngine:
     def results(self, within: Path) -> Iterator[tuple[Any, str, dict | None, str | None]]:
         """``(job, key, results or None, error or None)`` as grading finishes; each future is
         released when the caller asks for the next one (i.e. after it recorded this one)."""
-        from .feedback import atomic_write
         import json
+        from .batch import FAILED
+        from .feedback import atomic_write
         while self.pending or self.queue or self.ready:
             self._fill()
             if self.ready:
@@ -369,7 +370,7 @@ class DaskEngine:
                          "(Dask's distributed.scheduler.allowed-failures): not graded, nothing recorded; "
                          f"a rerun tries again ({type(exc).__name__}: {exc})")
                 try:
-                    atomic_write(self.course / "autograded" / job.student / self.assignment / ".dlkit-autograde-failed.json",
+                    atomic_write(self.course / "autograded" / job.student / self.assignment / FAILED,
                                  json.dumps({"reason": error, "score": None}))
                 except Exception:  # noqa: BLE001 - the summary still reports it
                     pass

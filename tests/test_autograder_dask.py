@@ -174,7 +174,8 @@ def test_local2_equals_the_local_batch(local_run: dict) -> None:
     proc = _batch(course_dir, local_run["checks"], "--scheduler", "local:2", *_weak_flag())
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert _graded(proc.stderr) == len(HONEST + SUBSET)
-    assert len(re.findall(r"^worker tcp://127\.0\.0\.1:\d+ .*sandbox isolation", proc.stderr, re.M)) == 2, proc.stderr
+    started = r"^worker tcp://127\.0\.0\.1:\d+ \(host .*, pid \d+, 1 thread\(s\)\): sandbox isolation"
+    assert len(re.findall(started, proc.stderr, re.M)) == 2, proc.stderr
     gradebook, results = _snapshot(course_dir)
     assert gradebook == local_run["gradebook"]
     assert set(results) == set(local_run["results"])
@@ -200,7 +201,8 @@ def test_worker_killed_mid_batch(local_run: dict, tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 600
         while killed is None and time.monotonic() < deadline and proc.poll() is None:
-            pids = [int(m.group(1)) for ln in list(lines) for m in [re.search(r"^worker tcp://\S+ .*pid (\d+)", ln)] if m]
+            pids = [int(m.group(1)) for m in (re.search(r"^worker tcp://\S+ .*pid (\d+)", ln) for ln in list(lines))
+                    if m]
             markers = list((course_dir / "autograded").glob(f"*/{A}/.dlkit-autograde.json"))
             if len(pids) == 2 and len(markers) >= 2:
                 killed = pids[0]
