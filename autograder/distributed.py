@@ -15,7 +15,8 @@ to a worker: one task per submission holding the notebook's bytes (read by the c
 submission with a ``problem`` sends no bytes), the hidden checks' files (the client's, so every
 worker runs the same checks; the worker verifies their fingerprint) and the harness version it
 must match.  A worker grades with :func:`autograder.harness.grade` — the same sandbox as the local
-batch, the student edition of dlkit built ON the worker (or, for ``local:N``, the client's) —
+batch, the grader's kit (student edition + earlier packs) built ON the worker (or, for
+``local:N``, the client's) —
 and returns the results.  Grader hosts never see the gradebook, other submissions' results, or
 the course folder.
 
@@ -196,12 +197,15 @@ def _checks_root(spec: dict[str, Any]) -> str:
 
 
 def _kit(spec: dict[str, Any]) -> str | None:
+    """The grader's kit, as the local batch builds it: the student edition of dlkit with the solution
+    packs of the assignments before this one (built once per assignment and worker process)."""
     given = spec.get("kit")
     if given:
         return given
-    if "kit" not in _STATE:
-        _STATE["kit"] = build_student_edition(_scratch() / "student-edition")
-    return _STATE["kit"]
+    key = ("kit", spec["assignment"])
+    if key not in _STATE:
+        _STATE[key] = build_student_edition(_scratch() / f"kit-{spec['assignment']}", spec["assignment"])
+    return _STATE[key]
 
 
 def grade_task(spec: dict[str, Any]) -> dict[str, Any]:
