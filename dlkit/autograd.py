@@ -561,7 +561,8 @@ def hessian(fn, x: Tensor) -> Tensor:
 
     Differentiates the gradient once per element of ``x`` (the vector-Jacobian product of the
     gradient with each basis vector: one backward sweep per row), so it is meant for small
-    problems such as Newton's method on a few parameters.  ``x`` must be a float tensor; it need not require grad.
+    problems such as Newton's method on a few parameters.  ``x`` must be a float tensor; it
+    need not require grad.
     """
     x = Tensor._wrap(x._array, x._backend)
     x._requires_grad = True
