@@ -2,6 +2,7 @@
 
     python -m autograder grade --assignment 01_autodiff_backprop SUBMISSION.ipynb [--json OUT]
     python -m autograder batch --course-dir DIR --assignment ID [--workers N] [--db URL]
+                               [--scheduler tcp://HOST:8786 | local:N] [--allow-weak-isolation]
     python -m autograder release --out release          (autograder/release.py)
 
 Exit status: 0 when grading happened (whatever the score), 2 for usage or harness errors
@@ -23,7 +24,7 @@ def _grade(args: argparse.Namespace) -> int:
     from .sandbox import Limits
     try:
         with tempfile.TemporaryDirectory(prefix="dlkit-student-edition-") as tmp:
-            kit = args.student_dlkit or build_student_edition(tmp)
+            kit = args.student_dlkit or build_student_edition(tmp, args.assignment)
             results = grade(args.assignment, args.submission, checks_root=args.checks_root,
                             student_dlkit=kit, limits=Limits(), isolate=not args.no_isolation)
     except HarnessError as exc:
@@ -47,13 +48,24 @@ def _batch(args: argparse.Namespace) -> int:
         return run_batch(args.course_dir, args.assignment, workers=args.workers, db_url=args.db,
                          checks_root=args.checks_root, force=args.force,
                          source_notebook=args.source, progress=not args.no_progress,
-                         isolate=not args.no_isolation)
+                         isolate=not args.no_isolation, scheduler=args.scheduler,
+                         allow_weak_isolation=args.allow_weak_isolation)
     except HarnessError as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return 2
 
 
+def _escape_unencodable_output() -> None:
+    """Student text (names, messages) may hold lone surrogates: print them escaped, never crash."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):   # replaced streams (e.g. under pytest's capture)
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _escape_unencodable_output()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "release":
         from .release import main as release_main
@@ -81,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--source", default=None,
                    help="source notebook with the test cells' points (default: found in the course)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS|local:N",
+                   help="grade on a Dask distributed cluster: a scheduler address (tcp://host:8786), or "
+                        "local:N for an in-process cluster of N worker processes (needs the cluster extra: "
+                        "pip install -e \".[cluster]\"); --workers is then ignored")
+    b.add_argument("--allow-weak-isolation", action="store_true",
+                   help="with --scheduler: let workers whose sandbox has no namespaces (Landlock only) "
+                        "grade; by default they refuse")
     sub.add_parser("release", help="build the student edition (see autograder/release.py)")
     args = parser.parse_args(argv)
     if args.command == "grade":

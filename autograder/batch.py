@@ -1,6 +1,7 @@
 """Grade nbgrader's ``submitted/`` tree in parallel, resumably, into the gradebook.
 
     python -m autograder batch --course-dir DIR --assignment ID [--workers N] [--db URL]
+                               [--scheduler ADDRESS|local:N [--allow-weak-isolation]]
 
 For every ``DIR/submitted/<student>/<ID>/<notebook>.ipynb`` (files there are only read):
 
@@ -18,6 +19,24 @@ gradebook rows overwritten with values computed from the results alone.  Killing
 any moment therefore loses nothing and duplicates nothing: the rerun ends in the same gradebook
 as an uninterrupted run.  A changed notebook or changed checks change the key: re-graded.
 Only the main process writes the gradebook (SQLite has one writer).
+
+The grading engine: a local process pool (:class:`_Pool`, ``--workers N``), or with
+``--scheduler ADDRESS|local:N`` a Dask distributed cluster (:class:`autograder.distributed.DaskEngine`);
+everything else above (reading, keys, recording, markers) is the same whatever the engine.
+
+Bad submissions (see :mod:`autograder.safefile`): nothing under ``submitted/`` is followed if it
+is a link or read if it is not a regular file within its size cap.  A submission whose files are
+unusable (a linked notebook or folder, a FIFO, a 64 MB notebook, an unparsable ``timestamp.txt``)
+is GRADED as 0 with the reason.  Every per-submission step is isolated: if one still fails
+(e.g. the gradebook refuses it) that submission alone is reported, with the reason, in the
+summary and in ``autograded/<student>/<ID>/.dlkit-autograde-failed.json``, its marker is not
+written, and the batch goes on (exit status 1).  A student folder whose name is not UTF-8 or
+holds HTML-special characters (formgrader's page template writes the student id unescaped) is
+reported and never graded or recorded.  A grading process that dies costs only the submission
+it was grading (see :class:`_Pool`).  What goes to ``autograded/`` and ``feedback/``
+is written fresh by this process (its own umask; never a copy of a submitted file's mode or
+links): results, the notebook rebuilt for formgrader (:mod:`autograder.sanitize`), and the bytes
+of ``timestamp.txt`` / ``submission_secret.txt`` as read safely.
 """
 from __future__ import annotations
 
@@ -26,23 +45,31 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
+import re
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import gradebook as gbook
-from .feedback import atomic_write, write_feedback
-from .harness import (HARNESS_VERSION, HarnessError, REPO, build_student_edition, checks_dir,
-                      checks_fingerprint, grade)
+from . import safefile
+from .feedback import atomic_write, printable, write_feedback
+from .harness import (HARNESS_VERSION, MAX_NOTEBOOK_BYTES, HarnessError, REPO, build_student_edition,
+                      checks_dir, checks_fingerprint, grade)
+from .sanitize import formgrader_copy, placeholder_notebook
 
-__all__ = ["run_batch", "discover", "MARKER", "KILL_HOOK_ENV"]
+__all__ = ["run_batch", "discover", "MARKER", "FAILED", "KILL_HOOK_ENV"]
 
 MARKER = ".dlkit-autograde.json"
+#: Written (instead of the marker) when recording a submission failed; removed when it succeeds.
+FAILED = ".dlkit-autograde-failed.json"
+#: nbgrader's small files beside a submitted notebook, copied to feedback/ (size cap each).
+NBGRADER_FILES = ("timestamp.txt", "submission_secret.txt")
+SMALL_FILE_CAP = 64 * 1024
 #: Test hook: SIGKILL the batch right after this many gradebook commits (before their marker).
 KILL_HOOK_ENV = "DLKIT_AUTOGRADER_TEST_KILL_AFTER"
 
@@ -53,6 +80,11 @@ class Job:
     submitted_dir: Path
     notebook: Path | None      # None: the submission folder holds no notebook
     notebook_id: str
+    problem: str | None = None                  # why its files cannot be used: graded as 0
+    files: dict[str, bytes] = field(default_factory=dict)   # NBGRADER_FILES, read safely
+    timestamp: str | None = None                # timestamp.txt, checked with nbgrader's parser
+    sha256: str | None = None                   # of the notebook's bytes, when it could be read
+    grader: dict | None = None                  # Dask engine: the worker that graded it (marker)
 
 
 def _find_source(course_dir: Path, assignment: str) -> Path | None:
@@ -67,20 +99,104 @@ def _find_source(course_dir: Path, assignment: str) -> Path | None:
 
 
 def discover(course_dir: Path, assignment: str, notebook_id: str) -> list[Job]:
-    """Every student's submission folder for ``assignment`` (sorted by student id)."""
+    """Every student's submission folder for ``assignment`` (sorted by student id).
+
+    Never follows a link: a linked student or assignment folder becomes a job with a
+    ``problem`` (graded as 0), as does an assignment entry that is not a folder or that holds
+    more than 10,000 entries.
+    """
     root = course_dir / "submitted"
-    jobs = []
+    jobs: list[Job] = []
     if not root.is_dir():
         return jobs
-    for student_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        sub = student_dir / assignment
-        if not sub.is_dir():
+    for name, kind in sorted(safefile.entries(root, limit=None).items()):
+        student_dir = root / name
+        if kind == "a symbolic link":
+            jobs.append(Job(name, student_dir / assignment, None, notebook_id,
+                            problem=f"submitted/{name} is a symbolic link, not a folder of your own"))
             continue
-        notebooks = sorted(p for p in sub.glob("*.ipynb") if p.is_file())
-        preferred = [p for p in notebooks if p.stem == notebook_id]
-        nb = (preferred or notebooks or [None])[0]
-        jobs.append(Job(student_dir.name, sub, nb, notebook_id))
+        if kind != "a folder" or name.startswith("."):
+            continue                     # not a student folder (a stray file, .ipynb_checkpoints)
+        sub = student_dir / assignment
+        try:
+            what = safefile.kind_at(sub, within=course_dir)
+        except (safefile.UnsafeFile, OSError):
+            continue                     # changed under us: seen on the next run
+        if what is None:
+            continue
+        if what != "a folder":
+            jobs.append(Job(name, sub, None, notebook_id, problem=f"{name}/{assignment} is {what}, not a folder"))
+            continue
+        try:
+            listing = safefile.entries(sub, within=course_dir)
+        except (safefile.UnsafeFile, OSError) as exc:
+            jobs.append(Job(name, sub, None, notebook_id, problem=f"{name}/{assignment} cannot be listed: {exc}"))
+            continue
+        notebooks = sorted(n for n in listing if n.endswith(".ipynb") and not n.startswith("."))
+        preferred = [n for n in notebooks if n[:-len(".ipynb")] == notebook_id]
+        chosen = (preferred or notebooks or [None])[0]
+        jobs.append(Job(name, sub, None if chosen is None else sub / chosen, notebook_id))
     return jobs
+
+
+#: Characters a student id (the folder name under submitted/) must not hold: formgrader's page
+#: template writes the id into HTML unescaped, and the gradebook stores UTF-8 only.
+_UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f<>&\"'`\\]")
+
+
+def _bad_student_id(student: str) -> str | None:
+    """Why ``student`` cannot be recorded in the gradebook (None: it can)."""
+    try:
+        student.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the student folder's name is not UTF-8 text; rename it"
+    if _UNSAFE_ID.search(student) or len(student) > 128:
+        return ("the student folder's name holds characters formgrader would put into its pages as "
+                "HTML (< > & quotes, backslash, control characters) or is longer than 128; rename it")
+    return None
+
+
+def _read_submission(course_dir: Path, job: Job) -> bytes:
+    """Read a job's files safely (sets ``files``, ``timestamp``, ``problem``); the bytes to key on."""
+    if job.problem is not None:
+        return b"<problem>" + job.problem.encode("utf-8", "backslashreplace")
+    try:
+        for name in NBGRADER_FILES:
+            try:
+                job.files[name] = safefile.read_file(job.submitted_dir / name, SMALL_FILE_CAP, within=course_dir)
+            except FileNotFoundError:
+                pass
+        if "timestamp.txt" in job.files:
+            job.timestamp = _parse_timestamp(job.files["timestamp.txt"])
+        data = (b"<no notebook>" if job.notebook is None else
+                safefile.read_file(job.notebook, MAX_NOTEBOOK_BYTES, within=course_dir))
+    except safefile.UnsafeFile as exc:
+        job.problem = str(exc)
+    except OSError as exc:
+        job.problem = f"a file of the submission cannot be read ({exc.strerror or type(exc).__name__})"
+    if job.problem is not None:
+        job.files.pop("timestamp.txt", None)
+        job.timestamp = None
+        return b"<problem>" + job.problem.encode("utf-8", "backslashreplace")
+    job.sha256 = hashlib.sha256(data).hexdigest() if job.notebook is not None else None
+    return b"".join(hashlib.sha256(part).digest()
+                    for part in [data] + [job.files.get(n, b"<none>") for n in NBGRADER_FILES])
+
+
+def _parse_timestamp(raw: bytes) -> str | None:
+    """timestamp.txt's text when nbgrader can parse it (None: empty); else UnsafeFile."""
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise safefile.UnsafeFile("timestamp.txt is not UTF-8 text") from None
+    if not text:
+        return None
+    from nbgrader.utils import parse_utc
+    try:
+        parse_utc(text)
+    except Exception:  # noqa: BLE001 - dateutil raises several types; the reason is the same
+        raise safefile.UnsafeFile(f"timestamp.txt does not hold a valid time: {printable(text[:80])!r}") from None
+    return text
 
 
 # ------------------------------------------------------------------------------ pool side
@@ -105,10 +221,15 @@ def _pool_init(assignment: str, checks_root: str | None, kit: str | None, isolat
     _POOL.update(assignment=assignment, checks_root=checks_root, kit=kit, isolate=isolate)
 
 
-def _pool_grade(student: str, notebook: str) -> tuple[str, dict | None, str | None]:
+def _pool_ready() -> None:
+    """A no-op task that makes the pool start (and import) its processes."""
+
+
+def _pool_grade(student: str, notebook: str, within: str, problem: str | None) -> tuple[str, dict | None, str | None]:
     try:
         results = grade(_POOL["assignment"], notebook, checks_root=_POOL["checks_root"],
-                        student_dlkit=_POOL["kit"], isolate=_POOL["isolate"])
+                        student_dlkit=_POOL["kit"], isolate=_POOL["isolate"], within=within,
+                        problem=problem)
         return student, results, None
     except HarnessError as exc:
         return student, None, str(exc)
@@ -116,10 +237,69 @@ def _pool_grade(student: str, notebook: str) -> tuple[str, dict | None, str | No
         return student, None, f"{type(exc).__name__}: {exc}"
 
 
+class _Pool:
+    """The grading pool, surviving the death of a pool process.
+
+    When a pool process dies (``BrokenProcessPool``) every unfinished job fails with it, not only
+    the one that killed it.  Those jobs are then graded again one at a time in a fresh
+    one-process pool: the others get their grades, and the job that kills its grader alone is
+    reported as not graded (nothing recorded) with the reason.
+    """
+
+    def __init__(self, workers: int, initargs: tuple) -> None:
+        self.initargs = initargs
+        self.executor = self._new(workers)
+        self.pending: dict[cf.Future, tuple[Job, str]] = {}
+        for _ in range(workers):          # start the processes now: they import while we read
+            self.executor.submit(_pool_ready)
+
+    def _new(self, workers: int) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_pool_init, initargs=self.initargs)
+
+    @staticmethod
+    def _args(job: Job, within: Path) -> tuple:
+        return job.student, str(job.notebook or job.submitted_dir), str(within), job.problem
+
+    def submit(self, job: Job, key: str, within: Path) -> None:
+        self.pending[self.executor.submit(_pool_grade, *self._args(job, within))] = (job, key)
+
+    def results(self, within: Path) -> Iterator[tuple[Job, str, dict | None, str | None]]:
+        """``(job, key, results or None, error or None)`` as grading finishes."""
+        broken: list[tuple[Job, str]] = []
+        for fut in cf.as_completed(list(self.pending)):
+            job, key = self.pending.pop(fut)
+            try:
+                _, results, error = fut.result()
+            except BrokenProcessPool:
+                broken.append((job, key))
+                continue
+            except Exception as exc:  # noqa: BLE001 - reported, not recorded
+                results, error = None, f"(pool) {type(exc).__name__}: {exc}"
+            yield job, key, results, error
+        if broken:
+            print(f"a grading process died; grading {len(broken)} unfinished submission(s) again, "
+                  "one at a time", file=sys.stderr)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = self._new(1)
+        for job, key in broken:
+            try:
+                _, results, error = self.executor.submit(_pool_grade, *self._args(job, within)).result()
+            except BrokenProcessPool:
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                self.executor = self._new(1)
+                results, error = None, "the process grading this submission died (killed, or out of memory)"
+            yield job, key, results, error
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=cancel)
+
+
 # ------------------------------------------------------------------------------ main side
-def _key(job: Job, checks_fp: str, cell_max: dict[str, float], db_url: str) -> str:
+def _key(content: bytes, job: Job, checks_fp: str, cell_max: dict[str, float], db_url: str) -> str:
+    """The journal key; ``content``: what :func:`_read_submission` read (or why it could not)."""
     h = hashlib.sha256()
-    h.update(job.notebook.read_bytes() if job.notebook else b"<no notebook>")
+    h.update(content)
     h.update(json.dumps([checks_fp, HARNESS_VERSION, sorted(cell_max.items()), db_url,
                          job.notebook_id]).encode())
     return h.hexdigest()
@@ -133,16 +313,10 @@ def _marker_matches(path: Path, key: str) -> bool:
 
 
 def _no_notebook_results(assignment: str, job: Job) -> dict[str, Any]:
+    """No notebook at all: nothing to grade; grade cells stay for manual grading."""
     return {"score": 0.0, "max_score": 0.0, "tests": [], "functions": {}, "assignment": assignment,
             "output": f"Your submission folder holds no .ipynb notebook for {assignment}.",
             "submission": {"path": str(job.submitted_dir), "sha256": None}, "staff_notes": []}
-
-
-def _timestamp(job: Job) -> str | None:
-    try:
-        return (job.submitted_dir / "timestamp.txt").read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
 
 
 def _record(course_dir: Path, assignment: str, job: Job, results: dict[str, Any], key: str,
@@ -150,22 +324,54 @@ def _record(course_dir: Path, assignment: str, job: Job, results: dict[str, Any]
     """Write results, notebook copy, feedback, gradebook — then the marker (the journal)."""
     out_dir = course_dir / "autograded" / job.student / assignment
     atomic_write(out_dir / "results.json", json.dumps(results, indent=1))
-    if job.notebook is not None:
-        atomic_write(out_dir / f"{job.notebook_id}.ipynb", job.notebook.read_bytes())
-    stamp = _timestamp(job)
-    if stamp:
-        atomic_write(out_dir / "timestamp.txt", stamp)
-    write_feedback(course_dir / "feedback" / job.student / assignment, job.submitted_dir, results,
-                   job.student, job.notebook_id)
+    atomic_write(out_dir / f"{job.notebook_id}.ipynb", _formgrader_copy(course_dir, job))
+    if job.timestamp:
+        atomic_write(out_dir / "timestamp.txt", job.timestamp)
+    write_feedback(course_dir / "feedback" / job.student / assignment, results, job.student,
+                   job.notebook_id, files=job.files)
+    t0 = time.monotonic()
     gbook.record_results(db_url, assignment, job.notebook_id, job.student,
-                         gbook.cell_scores(results, cell_max), stamp)
+                         gbook.cell_scores(results, cell_max), job.timestamp)
+    TIMINGS["gradebook_s"] += time.monotonic() - t0
     _kill_hook()
     atomic_write(out_dir / MARKER, json.dumps({"key": key, "score": results["score"],
                                                "max_score": results["max_score"],
-                                               "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+                                               "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                               **({"grader": job.grader} if job.grader else {})}))
+    (out_dir / FAILED).unlink(missing_ok=True)
+
+
+def _formgrader_copy(course_dir: Path, job: Job) -> str:
+    """The notebook formgrader shows: rebuilt without active content (never the submitted file)."""
+    if job.problem is not None:
+        return placeholder_notebook(job.problem)
+    if job.notebook is None:
+        return placeholder_notebook("the submission folder holds no .ipynb notebook")
+    try:
+        return formgrader_copy(safefile.read_file(job.notebook, MAX_NOTEBOOK_BYTES, within=course_dir))
+    except (safefile.UnsafeFile, OSError) as exc:
+        return placeholder_notebook(str(exc) if isinstance(exc, safefile.UnsafeFile) else "it cannot be read")
+
+
+def _record_or_report(course_dir: Path, assignment: str, job: Job, results: dict[str, Any], key: str,
+                      db_url: str, cell_max: dict[str, float]) -> str | None:
+    """:func:`_record`, isolated: None, or why this submission could not be recorded."""
+    try:
+        _record(course_dir, assignment, job, results, key, db_url, cell_max)
+        return None
+    except Exception as exc:  # noqa: BLE001 - one submission's failure must not stop the batch
+        reason = printable(f"recording failed: {type(exc).__name__}: {exc}")[:2000]
+    try:
+        atomic_write(course_dir / "autograded" / job.student / assignment / FAILED,
+                     json.dumps({"reason": reason, "score": results.get("score")}))
+    except Exception:  # noqa: BLE001 - the summary still reports it
+        pass
+    return reason
 
 
 _COMMITS = 0
+#: Seconds this process spent writing the gradebook (the benchmark reports its share of wall time).
+TIMINGS = {"gradebook_s": 0.0}
 
 
 def _kill_hook() -> None:
@@ -179,8 +385,14 @@ def _kill_hook() -> None:
 def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 2,
               db_url: str | None = None, checks_root: str | os.PathLike | None = None,
               force: bool = False, source_notebook: str | os.PathLike | None = None,
-              progress: bool = True, isolate: bool = True, student_dlkit: str | None = None) -> int:
-    """Grade every submission of ``assignment``; returns the exit status (0, or 1 if some failed)."""
+              progress: bool = True, isolate: bool = True, student_dlkit: str | None = None,
+              scheduler: str | None = None, allow_weak_isolation: bool = False) -> int:
+    """Grade every submission of ``assignment``; returns the exit status (0, or 1 if some failed).
+
+    ``scheduler``: grade on Dask (``"tcp://host:8786"``, or ``"local:N"`` for an in-process
+    cluster of N worker processes; :mod:`autograder.distributed`) instead of ``workers`` local
+    processes; ``allow_weak_isolation``: let Dask workers without namespaces grade.
+    """
     course = Path(course_dir).resolve()
     if not course.is_dir():
         raise HarnessError(f"course directory {course} does not exist")
@@ -195,33 +407,48 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     file_stem = source.stem if source else assignment
     checks_fp = checks_fingerprint(folder)
 
-    jobs = discover(course, assignment, file_stem)
-    todo: list[tuple[Job, str]] = []
-    done: list[tuple[Job, str]] = []
-    for job in jobs:
-        key = _key(job, checks_fp, {c.grade_id: c.max_score for c in cells}, db_url)
-        marker = course / "autograded" / job.student / assignment / MARKER
-        if not force and _marker_matches(marker, key):
-            done.append((job, key))
-        else:
-            todo.append((job, key))
-    skipped = len(done)
-    print(f"{assignment}: {len(jobs)} submission(s) in {course / 'submitted'}; "
-          f"{skipped} already graded, {len(todo)} to grade with {workers} worker(s)", file=sys.stderr)
-
-    failures: list[str] = []
+    failures: list[str] = []          # not graded (harness errors, unusable student ids): nothing recorded
+    unrecorded: list[str] = []        # graded, but recording failed
     scores: list[float] = []
     t0 = time.monotonic()
     from tqdm.auto import tqdm
     with tempfile.TemporaryDirectory(prefix="dlkit-student-edition-") as tmp:
-        kit = student_dlkit or build_student_edition(tmp)
-        by_student = {job.student: (job, key) for job, key in todo if job.notebook is not None}
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_init,
-                                    initargs=(assignment, None if checks_root is None else str(checks_root),
-                                              kit, isolate, os.getpid())) as pool:
-            futures = [pool.submit(_pool_grade, student, str(job.notebook))
-                       for student, (job, _) in by_student.items()]
+        kit = student_dlkit or build_student_edition(tmp, assignment)   # + packs of earlier assignments
+        if scheduler:
+            from .distributed import DaskEngine
+            pool = DaskEngine(scheduler, assignment=assignment, checks_folder=folder, checks_fp=checks_fp,
+                              kit=kit, isolate=isolate, allow_weak=allow_weak_isolation, course=course)
+            workers = pool.workers
+        else:
+            pool = _Pool(workers, (assignment, None if checks_root is None else str(checks_root), kit,
+                                   isolate, os.getpid()))
+        try:
+            def submit(job: Job, key: str) -> None:
+                """Grade in the pool: a notebook, or a submission with a problem (all checks 0)."""
+                if job.notebook is not None or job.problem is not None:
+                    pool.submit(job, key, course)
+
+            # Read each submission (safely) and hand it to the pool at once: grading starts
+            # while the rest are read.
+            jobs = discover(course, assignment, file_stem)
+            cell_points = {c.grade_id: c.max_score for c in cells}
+            todo: list[tuple[Job, str]] = []
+            done: list[tuple[Job, str]] = []
+            for job in jobs:
+                bad_id = _bad_student_id(job.student)
+                if bad_id:
+                    failures.append(f"{job.student!r}: {bad_id}")
+                    continue
+                key = _key(_read_submission(course, job), job, checks_fp, cell_points, db_url)
+                marker = course / "autograded" / job.student / assignment / MARKER
+                if not force and _marker_matches(marker, key):
+                    done.append((job, key))
+                else:
+                    todo.append((job, key))
+                    submit(job, key)
+            skipped = len(done)
+            print(f"{assignment}: {len(jobs)} submission(s) in {course / 'submitted'}; {skipped} already "
+                  f"graded, {len(todo)} to grade with {workers} worker(s)", file=sys.stderr)
             # While the pool grades: the gradebook (importing nbgrader takes seconds).
             notebook_id = gbook.gradebook_notebook(db_url, assignment, file_stem) or file_stem
             cell_max = gbook.ensure_assignment(db_url, assignment, notebook_id, cells)
@@ -234,41 +461,68 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
                 if job.student not in recorded:
                     todo.append((job, key))
                     skipped -= 1
-                    if job.notebook is not None:
-                        by_student[job.student] = (job, key)
-                        futures.append(pool.submit(_pool_grade, job.student, str(job.notebook)))
+                    submit(job, key)
             for job, _ in todo:
                 job.notebook_id = notebook_id
+
+            def record(job: Job, results: dict[str, Any], key: str) -> None:
+                why = _record_or_report(course, assignment, job, results, key, db_url, cell_max)
+                if why is None:
+                    scores.append(results["score"])
+                else:
+                    unrecorded.append(f"{job.student}: {why}")
+
             bar = tqdm(total=len(todo), disable=not progress or not todo, unit="sub", file=sys.stderr)
             for job, key in todo:   # submissions without a notebook need no grading
-                if job.notebook is None:
-                    _record(course, assignment, job, _no_notebook_results(assignment, job), key, db_url, cell_max)
+                if job.notebook is None and job.problem is None:
+                    record(job, _no_notebook_results(assignment, job), key)
                     bar.update(1)
-            try:
-                for fut in cf.as_completed(futures):
-                    try:
-                        student, results, error = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - e.g. a pool process died
-                        failures.append(f"(pool) {type(exc).__name__}: {exc}")
-                        bar.update(1)
-                        continue
-                    job, key = by_student[student]
-                    if results is None:
-                        failures.append(f"{student}: {error}")
-                    else:
-                        _record(course, assignment, job, results, key, db_url, cell_max)
-                        scores.append(results["score"])
-                    bar.update(1)
-            except KeyboardInterrupt:
-                for f in futures:
-                    f.cancel()
-                raise
+            for job, key, results, error in pool.results(course):
+                if results is None:
+                    failures.append(f"{job.student}: {error}")
+                else:
+                    record(job, results, key)
+                bar.update(1)
             bar.close()
+        finally:
+            pool.shutdown(cancel=True)        # all done, or interrupted: cancel what did not start
     elapsed = time.monotonic() - t0
     graded = len(scores)
     rate = f", {60 * graded / elapsed:.0f} submissions/min" if graded and elapsed > 0 else ""
-    print(f"graded {graded}, skipped {skipped}, failed {len(failures)} in {elapsed:.1f} s{rate}; "
-          f"gradebook: {db_url}", file=sys.stderr)
+    print(f"graded {graded}, skipped {skipped}, failed {len(failures) + len(unrecorded)} in "
+          f"{elapsed:.1f} s{rate}; gradebook: {db_url}", file=sys.stderr)
+    print(f"gradebook writes: {TIMINGS['gradebook_s']:.2f} s", file=sys.stderr)
     for f in failures:
-        print(f"NOT GRADED (harness error, nothing recorded): {f}", file=sys.stderr)
-    return 1 if failures else 0
+        print(printable(f"NOT GRADED (nothing recorded): {f}"), file=sys.stderr)
+    for f in unrecorded:
+        print(printable(f"NOT RECORDED (graded, but writing its results failed; see {FAILED}): {f}"),
+              file=sys.stderr)
+    for note in _identical_notebooks(jobs, source):
+        print(printable(f"CHECK BY HAND (graded as usual): {note}"), file=sys.stderr)
+    return 1 if failures or unrecorded else 0
+
+
+def _identical_notebooks(jobs: list[Job], source: Path | None) -> list[str]:
+    """Submitted notebooks byte-identical to the instructor's source notebook or to each other.
+
+    Links are refused (see :mod:`autograder.safefile`), but ``nbgrader collect`` copies the
+    exchange with ``shutil.copytree``, which follows a student's link as the instructor: what
+    arrives in ``submitted/`` is then a plain copy of the linked file.  Identical bytes are a
+    hint for the TA, never a score (an honest notebook may equal another by chance).
+    """
+    notes = []
+    try:
+        src = hashlib.sha256(source.read_bytes()).hexdigest() if source is not None else None
+    except OSError:
+        src = None
+    same: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.sha256 is not None:
+            same.setdefault(job.sha256, []).append(job.student)
+    for digest, students in sorted(same.items(), key=lambda kv: kv[1]):
+        names = ", ".join(students[:10]) + (f" and {len(students) - 10} more" if len(students) > 10 else "")
+        if digest == src:
+            notes.append(f"the notebook of {names} is byte-identical to the instructor's source notebook {source}")
+        elif len(students) > 1:
+            notes.append(f"{names} submitted byte-identical notebooks")
+    return notes

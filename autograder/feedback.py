@@ -1,32 +1,53 @@
 """Per-student feedback files in nbgrader's layout.
 
 nbgrader's ``release_feedback`` publishes ``feedback/<student>/<assignment>/<notebook>.html``
-and reads ``timestamp.txt`` and ``submission_secret.txt`` beside it (copied here from the
-submission, when present), so ``nbgrader release_feedback`` / ``fetch_feedback`` work unchanged
-on what we write.  The page shows each check's result and message; ``staff_notes`` (internal
-check errors) are never included.
+and reads ``timestamp.txt`` and ``submission_secret.txt`` beside it (their bytes, as the batch
+read them safely from the submission, are written here), so ``nbgrader release_feedback`` /
+``fetch_feedback`` work unchanged on what we write.  The page shows each check's result and
+message; ``staff_notes`` (internal check errors) are never included.
+
+Every file is written fresh by :func:`atomic_write` (this process's umask, never through a link)
+and text that cannot be encoded (e.g. a lone surrogate in a student's exception message) is
+escaped (:func:`printable`), never a crash.
 """
 from __future__ import annotations
 
 import html
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_html", "write_feedback", "atomic_write"]
+__all__ = ["render_html", "write_feedback", "atomic_write", "printable"]
+
+
+def printable(text: str) -> str:
+    """``text`` with whatever UTF-8 cannot encode (lone surrogates) escaped as ``\\udcff``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``path`` via a temporary file and ``os.replace`` (never a half-written file)."""
+    """Write ``path`` via a new temporary file and ``os.replace`` (never a half-written file).
+
+    The temporary file is created exclusively and without following links, with this
+    process's default permissions; text is UTF-8 with unencodable characters escaped.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "backslashreplace")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    mode = "wb" if isinstance(data, bytes) else "w"
-    with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        tmp.unlink()                       # a leftover of a killed run
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 _STYLE = """
@@ -60,15 +81,12 @@ def render_html(results: dict[str, Any], student: str, notebook: str) -> str:
             f"<h2>Checks</h2><ul>{''.join(checks)}</ul></body></html>")
 
 
-def write_feedback(feedback_dir: Path, submitted_dir: Path, results: dict[str, Any], student: str,
-                   notebook: str) -> Path:
-    """Write ``feedback_dir/<notebook>.html`` (+ nbgrader's timestamp/secret files)."""
+def write_feedback(feedback_dir: Path, results: dict[str, Any], student: str, notebook: str,
+                   files: dict[str, bytes] | None = None) -> Path:
+    """Write ``feedback_dir/<notebook>.html`` and ``files`` (nbgrader's timestamp/secret files:
+    name -> bytes already read from the submission by :func:`autograder.safefile.read_file`)."""
     path = feedback_dir / f"{notebook}.html"
     atomic_write(path, render_html(results, student, notebook))
-    for name in ("timestamp.txt", "submission_secret.txt"):
-        src = submitted_dir / name
-        if src.is_file():
-            tmp = feedback_dir / f".{name}.tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, feedback_dir / name)
+    for name, data in (files or {}).items():
+        atomic_write(feedback_dir / name, data)
     return path

@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from . import api
+from . import safefile
 from . import worker as wire
 from .sandbox import Limits, Sandbox, SandboxStartError, WorkerCrashed, WorkerTimeout
 
@@ -845,18 +846,38 @@ def _run_checks(folder: Path, plugin: GradingPlugin) -> None:
 # =============================================================================================
 # Grading
 # =============================================================================================
-def _read_answer_cells(path: Path) -> tuple[dict[str, str] | None, str | None]:
-    """``(answer cells, None)`` or ``(None, reason)`` for a notebook that cannot be used."""
+def _read_answer_cells(raw: bytes, name: str) -> tuple[dict[str, str] | None, str | None]:
+    """``(answer cells, None)`` or ``(None, reason)`` for notebook bytes that cannot be used."""
     from dlkit import student as nbparse
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+    if len(raw) > MAX_NOTEBOOK_BYTES:
         return None, f"the notebook is larger than {MAX_NOTEBOOK_BYTES >> 20} MB"
     try:
-        nb = nbparse.read_notebook(path)
+        nb = _parse_notebook(raw, name)
         return nbparse.answer_cells(nb), None
     except nbparse.NotebookError as exc:
-        return None, str(exc).replace(str(path), path.name)
-    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        return None, str(exc)
+    except (ValueError, TypeError, AttributeError, RecursionError, MemoryError) as exc:
         return None, f"the notebook is malformed ({type(exc).__name__})"
+
+
+def _parse_notebook(raw: bytes, name: str) -> dict[str, Any]:
+    """``dlkit.student.read_notebook`` (the one notebook parser) on bytes already read safely.
+
+    It reads from a path, so the bytes go into a private in-memory file (``memfd``), never
+    back to the submission; its path is replaced by ``name`` in error messages.
+    """
+    from dlkit import student as nbparse
+    fd = os.memfd_create("dlkit-submission", os.MFD_CLOEXEC)
+    try:
+        with open(fd, "wb", closefd=False) as fh:
+            fh.write(raw)
+        where = f"/proc/self/fd/{fd}"
+        try:
+            return nbparse.read_notebook(where)
+        except nbparse.NotebookError as exc:
+            raise nbparse.NotebookError(str(exc).replace(where, name)) from None
+    finally:
+        os.close(fd)
 
 
 def _wrong_assignment(assignment: str, cells: dict[str, str], functions: set[str]) -> str | None:
@@ -874,17 +895,28 @@ def _wrong_assignment(assignment: str, cells: dict[str, str], functions: set[str
 
 def grade(assignment: str, notebook: str | os.PathLike, *, checks_root: str | os.PathLike | None = None,
           student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
-          isolate: bool = True) -> dict[str, Any]:
-    """Grade one notebook IN THIS PROCESS (runs pytest here); see :func:`grade_notebook`."""
+          isolate: bool = True, within: str | os.PathLike | None = None,
+          problem: str | None = None) -> dict[str, Any]:
+    """Grade one notebook IN THIS PROCESS (runs pytest here); see :func:`grade_notebook`.
+
+    The notebook is read with :func:`autograder.safefile.read_file` (no links, regular file,
+    size-capped; ``within``: a trusted folder above it, below which no folder may be a link
+    either).  An unusable file, or a ``problem`` the caller already found with the submission,
+    is graded: every check 0 with the reason.
+    """
     t0 = time.monotonic()
     folder = checks_dir(assignment, checks_root)
     path = Path(notebook)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise HarnessError(f"cannot read submission {path}: {exc.strerror or exc}") from None
+    raw = b""
+    if problem is None:
+        try:
+            raw = safefile.read_file(path, MAX_NOTEBOOK_BYTES, within=within)
+        except safefile.UnsafeFile as exc:
+            problem = str(exc)
+        except OSError as exc:
+            raise HarnessError(f"cannot read submission {path}: {exc.strerror or exc}") from None
     limits = limits or Limits()
-    cells, reason = _read_answer_cells(path)
+    cells, reason = (None, problem) if problem is not None else _read_answer_cells(raw, path.name)
     fatal = None if reason is None else f"Your notebook could not be graded: {reason}"
     kit = None if student_dlkit is None else str(student_dlkit)
     early: list[Submission] = []

@@ -11,6 +11,25 @@ submissions per minute for both plus the hidden checks' per-submission time (med
 ``duration_s`` in results.json).  ``--nbgrader-limit K`` times nbgrader on the first K
 submissions only (same mix, interleaved) and reports its rate from those.
 Work files go to benchmarks/_work/ (git-ignored) and are removed afterwards unless --keep.
+
+    python benchmarks/autograde.py --hostile-mix [--n 40] [--workers 2]
+
+Hostile mix (issue 10; no nbgrader run): (1) WORST CASE: one batch holding one submission of
+every hostile kind (code: infinite loop in one or in EVERY answer cell, ``os._exit``, memory
+bomb; files: a link to the instructor's notebook, a FIFO, a 1 TB sparse notebook, a 64 MB
+notebook, an unparsable timestamp) reports the seconds each held a grader process
+(``duration_s``; target <= 60 s for any); (2) THROUGHPUT: an all-honest batch of ``--n``
+correct submissions vs a batch of the same size with every 10th submission hostile (kinds in
+turn), as honest submissions graded per minute of batch wall time (target >= 0.9x).
+
+    python benchmarks/autograde.py --scheduler local:1 --scheduler local:2 [--n 100]
+
+Engines (issue 14; no nbgrader run): the same submissions graded once per ``--scheduler`` (a fresh
+copy of the course each time; ``local`` = the local process pool with ``--workers``, ``local:N`` =
+an in-process Dask cluster of N worker processes, or a scheduler address): submissions per minute
+of batch wall time (cluster start-up included), the throughput ratio of each engine to the first
+(target >= 1.8x for local:2 vs local:1 on 2 idle cores), and the gradebook-write share of wall
+time (the batch's own ``gradebook writes`` figure; target <= 5 %).
 """
 from __future__ import annotations
 
@@ -33,6 +52,10 @@ HOSTILE_BODIES = {
     "exit": "    import os\n    os._exit(0)\n",
     "membomb": "    blocks = []\n    while True:\n        blocks.append(bytearray(1 << 26))\n",
 }
+#: hostile kinds of the --hostile-mix run: code ones (in the answer cells) and file ones (what
+#: the submission folder holds instead of a plain notebook; see write_course)
+CODE_KINDS = ("loop", "loop-everywhere", "exit", "membomb")
+FILE_KINDS = ("link-to-source", "fifo", "sparse-1tb", "notebook-64mb", "bad-timestamp")
 
 
 def pick_assignment() -> str:
@@ -50,6 +73,35 @@ def _src(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
+def _inject(cell: dict, body: str) -> None:
+    """Hostile lines right after the cell's solution marker."""
+    lines = _src(cell).splitlines(True)
+    for i, line in enumerate(lines):
+        if "### BEGIN SOLUTION" in line:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.insert(i + 1, "".join(indent + ln[4:] + "\n" for ln in body.splitlines()))
+            break
+    _set_source(cell, "".join(lines))
+
+
+def make_hostile_mix(source: Path, kinds: list[str]) -> list[tuple[str, str, dict]]:
+    """``(student, kind, notebook)`` for the given kinds (``correct`` or a hostile kind)."""
+    from dlkit import student as nbparse
+    base = nbparse.read_notebook(source)
+    answers = [i for i, c in enumerate(base["cells"])
+               if c.get("cell_type") == "code" and c.get("metadata", {}).get("nbgrader", {}).get("solution")]
+    out = []
+    for k, kind in enumerate(kinds):
+        nb = json.loads(json.dumps(base))
+        if kind == "loop-everywhere":
+            for i in answers:
+                _inject(nb["cells"][i], HOSTILE_BODIES["loop"])
+        elif kind in HOSTILE_BODIES:
+            _inject(nb["cells"][answers[k % len(answers)]], HOSTILE_BODIES[kind])
+        out.append((f"s{k:03d}", kind, nb))
+    return out
+
+
 def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
     """``(student, kind, notebook)`` for n students: correct / wrong / hostile, interleaved."""
     from dlkit import student as nbparse
@@ -63,18 +115,11 @@ def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
         nb = json.loads(json.dumps(base))
         target = nb["cells"][answer_idx[k % len(answer_idx)]]
         if kind == "wrong":
-            _set_source(target, nbparse.stub_solutions(_src(target)))
+            from tests.nbcontract import stub_solutions   # moved out of dlkit.student (issue 11)
+            _set_source(target, stub_solutions(_src(target)))
         elif kind == "hostile":
             which = list(HOSTILE_BODIES)[k % len(HOSTILE_BODIES)]
-            lines = _src(target).splitlines(True)
-            for i, line in enumerate(lines):   # hostile lines right after the solution marker
-                if "### BEGIN SOLUTION" in line:
-                    indent = line[: len(line) - len(line.lstrip())]
-                    body = "".join(indent + ln[4:] + "\n" for ln in HOSTILE_BODIES[which].splitlines())
-                    lines.insert(i + 1, body)
-                    break
-            text = "".join(lines)
-            _set_source(target, text)
+            _inject(target, HOSTILE_BODIES[which])
             kind = f"hostile-{which}"
         out.append((f"s{k:03d}", kind, nb))
     return out
@@ -83,14 +128,67 @@ def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
 def write_course(course: Path, assignment: str, source: Path, subs: list[tuple[str, str, dict]]) -> None:
     (course / "source" / assignment).mkdir(parents=True, exist_ok=True)
     shutil.copy(source, course / "source" / assignment / f"{assignment}.ipynb")
-    for student, _, nb in subs:
+    for student, kind, nb in subs:
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{assignment}.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+        path = folder / f"{assignment}.ipynb"
+        path.write_text(json.dumps(nb), encoding="utf-8")
         (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC", encoding="utf-8")
+        if kind == "link-to-source":          # copied work: the instructor's own notebook
+            path.unlink()
+            path.symlink_to(course / "source" / assignment / f"{assignment}.ipynb")
+        elif kind == "fifo":
+            path.unlink()
+            os.mkfifo(path)
+        elif kind in ("sparse-1tb", "notebook-64mb"):
+            with open(path, "r+b") as fh:     # sparse 1 TB; the 64 MB one as real bytes
+                if kind == "sparse-1tb":
+                    fh.truncate(1 << 40)
+                else:
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(b" " * (64 << 20))
+        elif kind == "bad-timestamp":
+            (folder / "timestamp.txt").write_text("yesterday, honestly", encoding="utf-8")
 
 
-def run_ours(course: Path, assignment: str, workers: int) -> tuple[float, list[dict]]:
+def run_hostile_mix(assignment: str, source: Path, n: int, workers: int, work: Path) -> None:
+    """The worst case per hostile kind, and honest throughput with 10 % hostile submissions."""
+    kinds = list(CODE_KINDS + FILE_KINDS)
+    worst_dir = work / "worst"
+    subs = make_hostile_mix(source, kinds)
+    write_course(worst_dir, assignment, source, subs)
+    elapsed, results = run_ours(worst_dir, assignment, workers)
+    by_student = {r["student"]: r for r in results}
+    print(f"worst case ({len(kinds)} hostile kinds, one submission each; {elapsed:.1f} s for the batch):")
+    worst = 0.0
+    for student, kind, _ in subs:
+        r = by_student.get(student, {})
+        held = r.get("duration_s", float("nan"))
+        worst = max(worst, held) if held == held else worst
+        why = (r.get("output") or "").replace("Your notebook could not be graded: ", "")
+        print(f"  {kind:16} held a grader {held:6.1f} s, score {r.get('score', float('nan')):g}/"
+              f"{r.get('max_score', float('nan')):g}  {why.splitlines()[0][-60:] if why else ''}")
+    print(f"  worst: {worst:.1f} s (target <= 60 s: {'met' if worst <= 60 else 'NOT met'})")
+    rates = {}
+    for label, pattern in (("all honest", ["correct"] * n),
+                           ("10% hostile", ["correct" if k % 10 != 9 else kinds[(k // 10) % len(kinds)]
+                                            for k in range(n)])):
+        folder = work / label.replace(" ", "-").replace("%", "pct")
+        subs = make_hostile_mix(source, pattern)
+        write_course(folder, assignment, source, subs)
+        elapsed, results = run_ours(folder, assignment, workers)
+        honest = [r for r in results if dict((s, k) for s, k, _ in subs)[r["student"]] == "correct"]
+        full = sum(r["score"] == r["max_score"] for r in honest)
+        rates[label] = 60 * len(honest) / elapsed
+        print(f"{label}: {len(results)} submissions in {elapsed:.1f} s; honest ones: {len(honest)} "
+              f"({full} at full marks) = {rates[label]:.0f} honest/min")
+    ratio = rates["10% hostile"] / rates["all honest"]
+    print(f"honest throughput with 10% hostile / all honest: {ratio:.2f}x "
+          f"(target >= 0.9x: {'met' if ratio >= 0.9 else 'NOT met'})")
+
+
+def run_ours(course: Path, assignment: str, workers: int, scheduler: str | None = None,
+             stats: dict | None = None) -> tuple[float, list[dict]]:
     # The gradebook exists before grading in a real course (nbgrader generate_assignment made it),
     # as in the nbgrader run below: create it untimed.
     from autograder.gradebook import _alembic_on_path, default_db_url
@@ -98,14 +196,45 @@ def run_ours(course: Path, assignment: str, workers: int) -> tuple[float, list[d
     _alembic_on_path()
     Gradebook(default_db_url(course)).close()
     t0 = time.perf_counter()
+    engine = ["--scheduler", scheduler] if scheduler and scheduler != "local" else []
     proc = subprocess.run([sys.executable, "-m", "autograder", "batch", "--course-dir", str(course),
-                           "--assignment", assignment, "--workers", str(workers), "--no-progress"],
+                           "--assignment", assignment, "--workers", str(workers), "--no-progress", *engine],
                           cwd=str(ROOT), capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"autograder batch failed:\n{proc.stderr[-3000:]}")
-    results = [json.loads(p.read_text()) for p in sorted((course / "autograded").glob(f"*/{assignment}/results.json"))]
+    if stats is not None:
+        import re
+        m = re.search(r"^gradebook writes: ([0-9.]+) s", proc.stderr, re.MULTILINE)
+        stats["gradebook_s"] = float(m.group(1)) if m else float("nan")
+        stats["stderr"] = proc.stderr
+    results = []
+    for p in sorted((course / "autograded").glob(f"*/{assignment}/results.json")):
+        results.append(dict(json.loads(p.read_text()), student=p.parent.parent.name))
     return elapsed, results
+
+
+def run_engines(assignment: str, source: Path, subs: list, engines: list[str], workers: int,
+                work: Path) -> None:
+    """The same submissions graded by each engine: throughput, ratio to the first, gradebook share."""
+    first = None
+    for i, engine in enumerate(engines):
+        folder = work / f"engine-{i}"
+        write_course(folder, assignment, source, subs)
+        stats: dict = {}
+        elapsed, results = run_ours(folder, assignment, workers, scheduler=engine, stats=stats)
+        rate = 60 * len(results) / elapsed
+        first = first or rate
+        share = stats["gradebook_s"] / elapsed
+        label = f"--workers {workers}" if engine == "local" else f"--scheduler {engine}"
+        print(f"{label}: {len(results)} graded in {elapsed:.1f} s = {rate:.1f} submissions/min "
+              f"({rate / first:.2f}x the first); gradebook writes {stats['gradebook_s']:.2f} s = "
+              f"{100 * share:.1f} % of wall time")
+        scores = sorted((r["student"], r["score"]) for r in results)
+        if i == 0:
+            reference = scores
+        elif scores != reference:
+            print("  WARNING: scores differ from the first engine's")
 
 
 def run_nbgrader(course: Path, assignment: str, cell_timeout: int) -> tuple[float, str]:
@@ -136,12 +265,31 @@ def main() -> int:
     ap.add_argument("--cell-timeout", type=int, default=30, help="nbgrader's per-cell timeout (s)")
     ap.add_argument("--skip-nbgrader", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--hostile-mix", action="store_true",
+                    help="worst case per hostile kind + honest throughput with 10%% hostile (no nbgrader)")
+    ap.add_argument("--scheduler", action="append", default=None, metavar="local|local:N|ADDRESS",
+                    help="compare grading engines on the same submissions (repeat: e.g. --scheduler local:1 "
+                         "--scheduler local:2); no nbgrader run")
     args = ap.parse_args()
     assignment = args.assignment or pick_assignment()
     source = ROOT / "notebooks" / assignment / f"{assignment}.ipynb"
     work = ROOT / "benchmarks" / "_work" / "autograde"
     shutil.rmtree(work, ignore_errors=True)
+    if args.hostile_mix:
+        print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}"
+              f" | assignment {assignment}, --workers {args.workers}")
+        run_hostile_mix(assignment, source, args.n, args.workers, work)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     subs = make_submissions(source, args.n)
+    if args.scheduler:
+        print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}"
+              f" | assignment {assignment}, {len(subs)} submissions")
+        run_engines(assignment, source, subs, args.scheduler, args.workers, work)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}")
     print(f"assignment {assignment}: {len(subs)} submissions "
           f"({sum(k == 'correct' for _, k, _ in subs)} correct, {sum(k == 'wrong' for _, k, _ in subs)} "
