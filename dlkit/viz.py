@@ -222,22 +222,36 @@ def _plugged_name(node: Any) -> str | None:
     return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else "?"
 
 
+def _is_stub_raise(node: Any) -> bool:
+    """A top-level ``raise NotImplementedError(...)``: what nbgrader leaves in an answer cell
+    that defines a value rather than a function (e.g. a kernel's source string)."""
+    import ast
+
+    if not isinstance(node, ast.Raise) or node.exc is None:
+        return False
+    exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
 class _UnfinishedTask:
     """IPython AST transformer: a check cell (a visible test cell: it has top-level ``assert``
-    statements or ends with ``dlkit.student.plug``) whose run raises ``NotImplementedError``
-    reports "not done yet" instead of failing the cell."""
+    statements or ends with ``dlkit.student.plug``) whose run raises ``NotImplementedError`` (or a
+    ``NameError``: the unfinished answer above defined nothing), and an answer cell that is still
+    the bare stub, report "not done yet" instead of failing the cell."""
 
     def visit(self, tree: Any) -> Any:
         import ast
 
         body = getattr(tree, "body", [])
         plugged = [n for n in map(_plugged_name, body) if n]
-        if not plugged and not any(isinstance(node, ast.Assert) for node in body):
+        stub = any(map(_is_stub_raise, body))
+        if not plugged and not stub and not any(isinstance(node, ast.Assert) for node in body):
             return tree
         name = plugged[-1] if plugged else None
+        caught = "NotImplementedError" if stub and not plugged else "(NotImplementedError, NameError)"
         handler = ast.parse(
             "try:\n    pass\n"
-            "except NotImplementedError as _dlkit_unfinished:\n"
+            f"except {caught} as _dlkit_unfinished:\n"
             f"    __import__('dlkit.viz').viz._report_unfinished({name!r}, _dlkit_unfinished)\n"
         ).body[0]
         last = body[-1].end_lineno or body[-1].lineno
@@ -252,6 +266,8 @@ class _UnfinishedTask:
 def _report_unfinished(name: str | None, exc: BaseException) -> None:
     """Show an unfinished task as an error output (nbgrader scores it 0, it is red) while the cell
     itself succeeds, so "Run All" continues to the next cell."""
+    if name is None and isinstance(exc, NameError):  # the unfinished answer defined nothing
+        name = getattr(exc, "name", None)
     if name is None:  # the function that raised: the stub's own name, or the piece not done
         name = getattr(exc, "piece", "") or None
         tb = exc.__traceback__
@@ -259,6 +275,8 @@ def _report_unfinished(name: str | None, exc: BaseException) -> None:
             if tb.tb_next is None:
                 name = tb.tb_frame.f_code.co_name
             tb = tb.tb_next
+    if name in (None, "<module>"):
+        name = "this answer"
     detail = str(exc).strip() or "its answer cell still raises NotImplementedError"
     text = f"{name} — {detail}. Its checks did not run; the cells below go on without it."
     try:

@@ -463,8 +463,26 @@ def test_backend_note_is_one_plain_line_once_per_process():
     assert "UserWarning" not in proc.stderr and "warn(" not in proc.stderr
 
 
+ALL_NB = {p.name: p / f"{p.name}.ipynb" for p in sorted((ROOT / "notebooks").iterdir())
+          if (p / f"{p.name}.ipynb").is_file()}
+
+
+def test_a_bare_stub_answer_and_the_check_after_it_say_not_done_yet(capsys):
+    """An answer cell that defines a value (06's SAXPY_KERNEL) is the bare nbgrader stub in the
+    student edition; it and its test cell (NameError: nothing defined) report "not done yet"."""
+    shell = _shell()
+    result = shell.run_cell("# YOUR CODE HERE\nraise NotImplementedError()")
+    assert result.success
+    result = shell.run_cell("assert isinstance(KERNEL_NOT_WRITTEN, str)")
+    assert result.success
+    out = capsys.readouterr().out
+    assert "not done yet\x1b[0m: this answer" in out and "not done yet\x1b[0m: KERNEL_NOT_WRITTEN" in out
+    result = shell.run_cell("y = name_nobody_defined + 1")    # a demo's own NameError stays an error
+    assert not result.success
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("aid", sorted(NB))
+@pytest.mark.parametrize("aid", sorted(ALL_NB))
 def test_student_edition_run_all_reaches_the_end_in_a_kernel(aid, tmp_path):
     """The student edition (answers stubbed, hidden tests removed, the student kit) in a real
     kernel with Run All semantics (stop at the first failing cell): it reaches the last cell, every
@@ -475,7 +493,7 @@ def test_student_edition_run_all_reaches_the_end_in_a_kernel(aid, tmp_path):
     from nbcontract import stub_solutions, strip_hidden_tests
 
     student_dlkit(tmp_path / "kit")
-    nb = nbformat.read(NB[aid], as_version=4)
+    nb = nbformat.read(ALL_NB[aid], as_version=4)
     for cell in nb.cells:
         info = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and info.get("solution"):
@@ -493,7 +511,8 @@ def test_student_edition_run_all_reaches_the_end_in_a_kernel(aid, tmp_path):
                                      resources={"metadata": {"path": str(work)}})
     client.execute(env=env)          # raises CellExecutionError if Run All would stop
     tests = [c for c in nb.cells if c.cell_type == "code"
-             and c.metadata.get("nbgrader", {}).get("grade")]
+             and c.metadata.get("nbgrader", {}).get("grade")
+             and not c.metadata.get("nbgrader", {}).get("solution")]
     assert tests
     for cell in tests:
         errors = [o for o in cell.outputs if o.output_type == "error"]
