@@ -108,7 +108,8 @@ WANTED = {
                         "curves", "escape", "gd_excess", "lbfgs_excess", "finished_losses",
                         "multiplier", "matched", "theta_star"],
     "04_initialization": ["moved", "other", "random_pair", "perm_same", "perm_dist", "saturation",
-                          "r_typo", "r_right", "slider_ylims"],
+                          "r_typo", "r_right", "slider_ylims", "log10_det_product",
+                          "det_grad_ratio", "diag_det_product", "diag_stretch"],
 }
 EXTRA = {
     "03_optimization": textwrap.dedent("""
@@ -280,6 +281,14 @@ def test_xavier_bound_typo_box(nb04):
     right = next(s for k, s in sat.items() if "Glorot" in k)
     assert typo[0] > 0.1 and typo[1] < 0.5          # many saturated units, small slope
     assert right[0] < 0.01 and right[1] > 0.9
+
+
+def test_product_of_determinants_box(nb04):
+    """The notes' "gradient scale ∝ product of determinants": the determinants can vanish while
+    the gradient keeps its length, and be small while the gradient explodes."""
+    v = nb04["values"]
+    assert v["log10_det_product"] < -100 and 0.3 < v["det_grad_ratio"] < 3.0
+    assert abs(v["diag_det_product"] - 1e-10) < 1e-15 and abs(v["diag_stretch"] - 1e10) < 1.0
 
 
 def test_sigma_slider_keeps_fixed_comparable_limits(nb04):
