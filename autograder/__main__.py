@@ -47,7 +47,7 @@ def _batch(args: argparse.Namespace) -> int:
         return run_batch(args.course_dir, args.assignment, workers=args.workers, db_url=args.db,
                          checks_root=args.checks_root, force=args.force,
                          source_notebook=args.source, progress=not args.no_progress,
-                         isolate=not args.no_isolation)
+                         isolate=not args.no_isolation, record_every=args.record_every)
     except HarnessError as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return 2
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--workers", type=int, default=2, help="parallel graders (default 2)")
     b.add_argument("--db", default=None, help="SQLAlchemy URL (default sqlite:///DIR/gradebook.db)")
     b.add_argument("--force", action="store_true", help="re-grade submissions already graded")
+    b.add_argument("--record-every", type=int, default=32,
+                   help="graded submissions written per gradebook commit (default 32)")
     b.add_argument("--source", default=None,
                    help="source notebook with the test cells' points (default: found in the course)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -242,3 +242,21 @@ def dump_gradebook(db_url: str, assignment: str) -> dict[str, dict[str, Any]]:
                     row[f"{nb.name}/{grade.name}"] = (grade.auto_score, grade.manual_score,
                                                       bool(grade.needs_manual_grade))
         return out
+
+
+def dump_comments(db_url: str, assignment: str) -> dict[str, dict[str, str | None]]:
+    """``{student: {notebook/answer_cell: comment}}`` (auto or manual) — for tests."""
+    from nbgrader.api import Gradebook, MissingEntry
+    out: dict[str, dict[str, str | None]] = {}
+    _alembic_on_path()
+    with Gradebook(db_url) as gb:
+        try:
+            subs = gb.find_assignment(assignment).submissions
+        except MissingEntry:
+            return out
+        for sub in subs:
+            row = out.setdefault(sub.student.id, {})
+            for nb in sub.notebooks:
+                for comment in nb.comments:
+                    row[f"{nb.name}/{comment.name}"] = comment.comment
+        return out
