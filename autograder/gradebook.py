@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CellSpec", "Record", "source_grade_cells", "record_results", "record_many", "set_grade", "cell_scores", "dump_gradebook",
+__all__ = ["CellSpec", "Record", "source_grade_cells", "record_results", "record_many", "set_grade", "set_comments", "cell_scores", "dump_gradebook",
            "default_db_url"]
 
 
@@ -186,13 +186,13 @@ def record_many(db_url: str, assignment: str, notebook_id: str, records: list[Re
                     for grade in nb.grades:
                         set_grade(grade, rec.scores)
                     if rec.comments is not None:
-                        _set_comments(gb, nb, rec.comments)
+                        set_comments(gb, nb, rec.comments)
             gb.db.commit()
 
     _retry(work)
 
 
-def _set_comments(gb: Any, nb: Any, comments: dict[str, str]) -> None:
+def set_comments(gb: Any, nb: Any, comments: dict[str, str]) -> None:
     """Every answer cell's auto comment (rows created for cells registered after submission)."""
     from nbgrader.api import Comment
     have = {c.name: c for c in nb.comments}

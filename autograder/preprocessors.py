@@ -29,13 +29,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
+import nbformat
 from nbgrader import utils as nbutils
+from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Bool, Float, Integer, Unicode
 
 from . import gradebook as gbook
-import nbformat
-
 from .feedback import atomic_write, check_messages, ensure_release_files, show_check_results
 from .sanitize import formgrader_notebook
 
@@ -153,21 +152,23 @@ def _gradebook_points(nbg: dict, fallback: dict[str, float]) -> dict[str, float]
 
 
 class SaveCheckResults(SaveAutoGrades):
-    """nbgrader's SaveAutoGrades with the checks' scores and messages (replaces it)."""
+    """Replaces nbgrader's SaveAutoGrades: the checks' scores and messages, for EVERY grade cell
+    and answer cell the gradebook has for this notebook (also those a student deleted from the
+    file), by the batch's rule (:func:`autograder.gradebook.set_grade`)."""
 
-    def _add_score(self, cell: Any, resources: dict) -> None:
-        scores = resources.get("dlkit", {}).get("scores", {})
-        gid = cell.metadata["nbgrader"]["grade_id"]
-        grade = self.gradebook.find_grade(gid, self.notebook_id, self.assignment_id, self.student_id)
-        gbook.set_grade(grade, scores)
-        self.gradebook.db.commit()
-
-    def _add_comment(self, cell: Any, resources: dict) -> None:
-        comments = resources.get("dlkit", {}).get("comments", {})
-        gid = cell.metadata["nbgrader"]["grade_id"]
-        comment = self.gradebook.find_comment(gid, self.notebook_id, self.assignment_id, self.student_id)
-        comment.auto_comment = comments.get(gid)
-        self.gradebook.db.commit()
+    def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+        from nbgrader.api import Gradebook
+        found = resources.get("dlkit")
+        if found is None:
+            raise RuntimeError("SaveCheckResults needs autograder.preprocessors.DlkitGrader before it")
+        nbg = resources["nbgrader"]
+        with Gradebook(nbg["db_url"]) as gb:
+            snb = gb.find_submission_notebook(nbg["notebook"], nbg["assignment"], nbg["student"])
+            for grade in snb.grades:
+                gbook.set_grade(grade, found["scores"])
+            gbook.set_comments(gb, snb, found["comments"])
+            gb.db.commit()
+        return nb, resources
 
 
 def limits_from_config(course_dir: str | os.PathLike) -> Any:

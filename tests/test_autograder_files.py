@@ -360,9 +360,10 @@ def test_hostile_submission_scores_zero_with_reason(graded: dict, name: str) -> 
         assert row[f"{ID}/test_{fn}"][0] == pytest.approx(course.POINTS[fn] * total["score"] / total["max_score"])
     import nbformat
     copy = (graded["course"] / "autograded" / name / ID / NB).read_text(encoding="utf-8")
-    shown = "".join(o.get("text", "") for c in nbformat.reads(copy, as_version=4).cells
-                    for o in c.get("outputs", []))
-    assert case.says.lower() in shown.lower()             # the reason, under the test cells
+    cells = nbformat.reads(copy, as_version=4).cells     # the reason: under the test cells, or
+    shown = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))   # the placeholder
+    shown += "".join(c.source for c in cells if c.cell_type == "markdown")
+    assert case.says.lower().replace("'", "&#x27;") in shown.lower() or case.says.lower() in shown.lower()
     assert "<script" not in copy.lower()                  # formgrader's copy is always rebuilt
 
 
