@@ -44,6 +44,18 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",     # nbgrader's LateSubmissionPlugin
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+# The submitted file is read like the batch reads it (no links, size cap; an unusable file
+# becomes a placeholder page and scores 0 with the reason) and its nbgrader metadata is taken from
+# the source notebook, so nbgrader itself never refuses a submission the batch grades.
+c.Autograde.exporter_class = "autograder.preprocessors.SafeNotebookExporter"
+c.Autograde.sanitize_preprocessors = [
+    "autograder.preprocessors.NormalizeMetadata",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 # Sandbox budgets of one submission (autograder/sandbox.py Limits; `make grade` reads them too):
 # c.DlkitGrader.memory_mb = 1536      # the whole sandbox process tree
 # c.DlkitGrader.submission_s = 60     # wall clock for all checks of one submission

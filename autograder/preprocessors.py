@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from nbconvert.exporters import NotebookExporter
 from nbgrader import utils as nbutils
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Bool, Float, Integer, Unicode
@@ -38,7 +39,8 @@ from . import gradebook as gbook
 from .feedback import atomic_write, check_messages, ensure_release_files, show_check_results
 from .sanitize import formgrader_notebook
 
-__all__ = ["DlkitGrader", "SaveCheckResults", "limits_from_config", "LIMIT_TRAITS"]
+__all__ = ["DlkitGrader", "SaveCheckResults", "SafeNotebookExporter", "NormalizeMetadata",
+           "limits_from_config", "LIMIT_TRAITS"]
 
 #: sandbox limits (fields of :class:`autograder.sandbox.Limits`) settable as ``c.DlkitGrader.<name>``
 LIMIT_TRAITS = ("memory_mb", "submission_s", "cpu_s", "nproc", "fsize_mb", "tmpfs_mb", "start_timeout_s")
@@ -54,6 +56,78 @@ def _student_kit() -> str | None:
         atexit.register(tmp.cleanup)
         _KIT["path"] = build_student_edition(tmp.name)
     return _KIT["path"]
+
+
+def _coursedir(config: Any) -> Any:
+    from nbgrader.coursedir import CourseDirectory
+    return CourseDirectory(config=config)
+
+
+class SafeNotebookExporter(NotebookExporter):
+    """``c.Autograde.exporter_class``: nbgrader's notebook exporter, but the submitted file is
+    read like the batch reads it (:mod:`autograder.safefile`: no links, regular files, size cap)
+    and a file that is no usable notebook becomes a one-cell placeholder saying why, instead of
+    failing the student in nbgrader.  The grade comes from :class:`DlkitGrader` either way (which
+    grades the submitted file itself, so such a submission scores 0 with the reason)."""
+
+    def from_filename(self, filename: str, resources: dict | None = None, **kw: Any) -> tuple[Any, dict]:
+        import datetime
+        from nbconvert.exporters.exporter import ResourcesDict
+        from . import safefile
+        from .harness import MAX_NOTEBOOK_BYTES
+        from .sanitize import placeholder_notebook
+        resources = ResourcesDict() if resources is None else resources
+        if "metadata" not in resources or resources["metadata"] == "":
+            resources["metadata"] = ResourcesDict()
+        path, basename = os.path.split(filename)
+        resources["metadata"]["name"] = os.path.splitext(basename)[0]
+        resources["metadata"]["path"] = path
+        root = Path(_coursedir(self.config).root).resolve()
+        within = root if Path(filename).resolve().is_relative_to(root) else None
+        try:
+            mtime = os.lstat(filename).st_mtime
+            resources["metadata"]["modified_date"] = datetime.datetime.fromtimestamp(
+                mtime, tz=datetime.timezone.utc).strftime("%B %d, %Y")
+            raw = safefile.read_file(filename, MAX_NOTEBOOK_BYTES, within=within)
+            nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+            if not isinstance(nb.get("cells"), list):
+                raise ValueError("no cells")
+        except safefile.UnsafeFile as exc:
+            nb = nbformat.reads(placeholder_notebook(str(exc)), as_version=4)
+        except Exception as exc:  # noqa: BLE001 - whatever the file holds, the TA gets a page
+            nb = nbformat.reads(placeholder_notebook(f"it is not a usable notebook ({type(exc).__name__})"),
+                                as_version=4)
+        return self.from_notebook_node(nb, resources=resources, **kw)
+
+
+class NormalizeMetadata(NbGraderPreprocessor):
+    """First of ``Autograde.sanitize_preprocessors``: a cell keeps nbgrader metadata only if the
+    SOURCE notebook has a cell of that ``grade_id`` and type, and then gets the source's metadata
+    (a student cannot make nbgrader refuse the submission with broken or old-schema metadata, nor
+    invent grade cells); every other cell becomes a plain cell."""
+
+    def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+        import copy
+        nbg = resources["nbgrader"]
+        cd = _coursedir(self.config)
+        source = Path(cd.format_path(cd.source_directory, ".", nbg["assignment"])) / f"{nbg['notebook']}.ipynb"
+        known: dict[str, tuple[str, dict]] = {}
+        if source.is_file():
+            for cell in nbformat.read(str(source), as_version=4).cells:
+                meta = cell.get("metadata", {}).get("nbgrader")
+                if isinstance(meta, dict) and isinstance(meta.get("grade_id"), str):
+                    known[meta["grade_id"]] = (cell.cell_type, dict(meta))
+        for cell in nb.cells:
+            meta = cell.get("metadata", {}).get("nbgrader")
+            if meta is None:
+                continue
+            gid = meta.get("grade_id") if isinstance(meta, dict) else None
+            found = known.get(gid) if isinstance(gid, str) else None
+            if found is None or found[0] != cell.cell_type:
+                del cell.metadata["nbgrader"]
+            else:
+                cell.metadata["nbgrader"] = nbformat.from_dict(copy.deepcopy(found[1]))
+        return nb, resources
 
 
 class DlkitGrader(NbGraderPreprocessor):

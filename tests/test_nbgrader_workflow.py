@@ -39,7 +39,7 @@ HOSTILE = ("sys_exit_at_import", "os_exit_in_function", "monkeypatch_numpy_and_b
            "read_hidden_files", "write_fake_results", "infinite_loop", "pickle_payload",
            "ipython_hooks_and_magics", "conftest_and_sitecustomize_beside_notebook",
            "locked_cells_deleted_and_edited", "wrong_assignment", "answer_cell_deleted",
-           "mutates_inputs", "env_detection")
+           "mutates_inputs", "env_detection", "malformed_json", "not_nbformat_4")
 
 
 def _env(base: Path, home: Path) -> dict:
@@ -241,3 +241,83 @@ def test_hostile_submissions_score_as_in_the_batch(tmp_path: Path) -> None:
     differ = {name: (ours[name], theirs[name]) for name in names if ours[name] != theirs[name]}
     assert not differ, differ
     assert not any(Path(m).exists() for m in ("/tmp/dlkit-hostile-conftest-ran", "/tmp/dlkit-hostile-sitecustomize-ran"))
+
+
+def _formgrader_requirements() -> str | None:
+    if not Path(os.environ.get("DLKIT_CHROMIUM", "/usr/bin/chromium")).is_file():
+        return "no Chromium (Debian: apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package playwright is not installed"
+    return None
+
+
+@pytest.mark.skipif(_formgrader_requirements() is not None, reason=str(_formgrader_requirements()))
+def test_formgrader_shows_scores_and_messages_per_cell(workflow: dict) -> None:
+    """The TA's view: formgrader (headless Chromium) shows each cell's autograded score and the
+    checks' messages (answer-cell comments and the test cells' output)."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+    from nbgrader.api import Gradebook
+    from playwright.sync_api import sync_playwright
+    cdir, base = workflow["course"], workflow["base"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "ta-token-for-tests"
+    log = open(base / "formgrader.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={cdir}", "--allow-root",
+         "--ServerApp.jpserver_extensions={'nbgrader.server_extensions.formgrader': True}"],
+        cwd=str(cdir), env=workflow["ta"], stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    seen = {}
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1).read()
+                break
+            except OSError:
+                assert server.poll() is None, (base / "formgrader.log").read_text()[-3000:]
+                time.sleep(0.2)
+        with Gradebook(f"sqlite:///{cdir / 'gradebook.db'}") as gb:
+            ids = {s: gb.find_submission_notebook(ID, ID, s).id for s in ("alice", "bob")}
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=os.environ.get("DLKIT_CHROMIUM", "/usr/bin/chromium"),
+                                        args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(f"{url}/formgrader?token={token}")
+                for student, sid in ids.items():
+                    page.goto(f"{url}/formgrader/submissions/{sid}/", wait_until="load")
+                    page.wait_for_selector("textarea#scale-comment", timeout=30_000)
+                    page.wait_for_timeout(1500)            # formgrader fills scores/comments by fetch
+                    seen[student] = {
+                        "scores": {g: page.get_attribute(f"input.score#test_{g}", "placeholder")
+                                   for g in course.POINTS},
+                        "comment": page.get_attribute("textarea#scale-comment", "placeholder"),
+                        "text": page.inner_text("body"),
+                    }
+                    page.screenshot(path=str(base / f"formgrader-{student}.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+    book = _gradebook(cdir)
+    for student, view in seen.items():
+        for g, shown in view["scores"].items():
+            assert shown is not None and float(shown) == pytest.approx(book[student][f"{ID}/test_{g}"][0]), (student, g, shown)
+        assert view["comment"].startswith("Hidden checks for scale"), view["comment"]
+        assert "Autograder (sandboxed hidden checks)" in view["text"]
+    assert "scale(x, 2.5) is wrong" in seen["bob"]["comment"] and "scale(x, 2.5) is wrong" in seen["bob"]["text"]
+    assert float(seen["bob"]["scores"]["scale"]) == 0 and "[PASS]" in seen["alice"]["comment"]
