@@ -974,7 +974,7 @@ def grade_notebook(assignment: str, notebook: str | os.PathLike, *,
     if in_process is None:
         in_process = not os.environ.get("PYTEST_CURRENT_TEST")
     if in_process:
-        with _student_edition(student_dlkit) as kit:
+        with _student_edition(student_dlkit, assignment) as kit:
             return grade(assignment, notebook, checks_root=checks_root, student_dlkit=kit)
     with tempfile.TemporaryDirectory(prefix="dlkit-grade-") as tmp:
         out = Path(tmp) / "results.json"
@@ -991,32 +991,39 @@ def grade_notebook(assignment: str, notebook: str | os.PathLike, *,
 
 
 class _student_edition:
-    """Context manager yielding a student-edition dlkit directory (built when not given)."""
+    """Context manager yielding a student-edition dlkit directory (built when not given, with the
+    solution packs of the assignments before ``assignment`` baked in)."""
 
-    def __init__(self, given: str | os.PathLike | None) -> None:
-        self.given, self.tmp = given, None
+    def __init__(self, given: str | os.PathLike | None, assignment: str | None = None) -> None:
+        self.given, self.assignment, self.tmp = given, assignment, None
 
     def __enter__(self) -> str | None:
         if self.given is not None:
             return str(self.given)
         self.tmp = tempfile.TemporaryDirectory(prefix="dlkit-student-edition-")
-        return build_student_edition(self.tmp.name)
+        return build_student_edition(self.tmp.name, self.assignment)
 
     def __exit__(self, *exc: Any) -> None:
         if self.tmp is not None:
             self.tmp.cleanup()
 
 
-def build_student_edition(dest: str | os.PathLike) -> str | None:
+def build_student_edition(dest: str | os.PathLike, assignment: str | None = None) -> str | None:
     """The student edition of dlkit in ``dest`` (``autograder.release.student_dlkit``).
 
-    Never the instructor edition: it holds reference implementations of graded pieces.
+    Never the instructor edition: it holds reference implementations of graded pieces.  With
+    ``assignment``, the solution packs of the EARLIER assignments (teaching order) are baked into
+    ``dest/dlkit/_packs/``, so a submission's later pieces can run on the earlier ones (contract A);
+    the pack of ``assignment`` itself and of later ones never enter the sandbox.  The copy is marked
+    as the grader's, so ``dlkit.student`` resolves in grading mode there (plugged pieces and those
+    packs only) even without ``DLKIT_GRADING=1``.
     """
     try:
-        from .release import student_dlkit
+        from .release import assignments, student_dlkit
     except ImportError as exc:  # pragma: no cover - release.py is part of the kit
         raise HarnessError(f"cannot build the student edition of dlkit: {exc}") from exc
-    return str(student_dlkit(dest))
+    before = assignment if assignment in assignments() else None
+    return str(student_dlkit(dest, packs_before=before, grader=True))
 
 
 def format_summary(results: dict[str, Any]) -> str:

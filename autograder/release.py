@@ -1,29 +1,36 @@
-"""The student edition: nbgrader's generated notebooks plus a dlkit without the graded answers.
+"""The student edition: nbgrader's generated notebooks plus a dlkit whose graded pieces are holes.
 
 ``python -m autograder release --out release`` (``make release``) writes::
 
     release/<ID>/<ID>.ipynb     nbgrader generate_assignment output, one folder per assignment
-    release/kit/                the student edition of the library: dlkit/, kernels/, pyproject.toml
+    release/kit/                the student kit: dlkit/, kernels/, pyproject.toml
+    release/packs/              empty: where the TA publishes solution packs after each deadline
     release/Makefile            ``make lab`` for students: .venv, the student kit, JupyterLab here
     release/README.md           what students do with it
+    release_packs/<ID>.py       the solution pack of every assignment, OUTSIDE the release: the
+                                instructor copies one into the students' packs/ after its deadline
 
-Every function in dlkit decorated with ``@graded("<ID>")`` keeps its signature and docstring, but
-its body becomes ``raise NotImplementedError(...)`` naming the notebook that asks for it.  The
-rewrite works on source lines (located with ``ast``), so comments and layout elsewhere survive and
-the student edition stays as readable as the original.
+The kit is built by :mod:`autograder.kit` (every ``@graded`` piece becomes a stand-in that
+forwards to ``dlkit.student``; withheld code is left out) and checked by
+:mod:`autograder.kit_scan` (no withheld name in source or bytecode, no reference body): a release
+whose kit leaks does not build.  The solution packs are the instructor notebooks' answer cells,
+markers removed (:func:`pack_source`).
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import os
+import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
+from .kit import (NOTEBOOKS, REPO, WITHHELD_FILES, WITHHELD_KERNEL_FILES, graded_objects,  # noqa: F401
+                  graded_pieces, kit_kernels, strip_withheld_regions, stub_graded_source, student_dlkit,
+                  withheld_objects)
+from .kit_scan import ReleaseLeak, scan_kit, withheld_names  # noqa: F401
+
 KIT_FILES = ("pyproject.toml", "environment.yml", "README.md")
 
 STUDENT_MAKEFILE = """\
@@ -50,9 +57,27 @@ Run `make lab` (needs Python >= 3.10 and pip): it creates `.venv`, installs the 
 * Write your code where a cell says `# YOUR CODE HERE` and remove the `raise NotImplementedError()`.
 * The test cells after each task check your work as you go; your grade comes from hidden checks
   your TA runs on the notebook you submit, so keep the function names and signatures as given.
-* Some pieces of `dlkit` are yours to write (optimizers in 03, initializers in 04). Until you have,
-  calling them raises NotImplementedError naming the notebook. Later notebooks reuse your own
-  answers with `dlkit.student.load("<notebook>", "<name>")`.
+* You build `dlkit` yourself: many graded answers are pieces of the library (the autodiff engine
+  and the ops' gradients in 01, the optimizers in 03, the initializers in 04, the modules in 05).
+  Each test cell ends with `dlkit.student.plug("<name>", <name>)` once its checks pass; from then
+  on the library (`dlkit.optim.Adam`, `Tensor.backward`, `dlkit.train.fit`, ...) runs *your* piece.
+* In a later notebook the library finds your piece by itself: the one plugged in this kernel, else
+  your answer cell in the earlier notebook (saved, and passing its test cell), else the published
+  solution pack `packs/<notebook>.py` (your TA publishes one after each deadline), else it stops
+  with a message naming the notebook and the piece to finish.
+* Each piece may import only what its policy allows (`numpy`: numpy, math and a few pure stdlib
+  modules; `dlkit`: those and dlkit). `plug` tells you when a cell imports something else: the
+  grader does not have it.
+"""
+
+PACKS_README = """\
+# Solution packs
+
+Your TA publishes the solution pack of an assignment here (`<assignment>.py`, e.g.
+`03_optimization.py`) after its deadline. `dlkit.student` then uses it for any piece of that
+assignment that you have not finished (your own piece, once it passes its test cell, always wins),
+so the later notebooks run. You can also point the environment variable `DLKIT_PACKS` at another
+folder that holds packs.
 """
 
 
@@ -62,106 +87,51 @@ def assignments(notebooks: Path = NOTEBOOKS) -> list[str]:
                   if p.is_dir() and (p / f"{p.name}.ipynb").is_file())
 
 
-def _graded_assignment(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
-    """The assignment id in a ``@graded("<ID>")`` decorator (any import spelling), else None."""
-    for dec in fn.decorator_list:
-        if not isinstance(dec, ast.Call) or not dec.args:
-            continue
-        target = dec.func
-        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
-        arg = dec.args[0]
-        if name == "graded" and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-            return arg.value
-    return None
+# ------------------------------------------------------------------------------------------------
+# Solution packs
+# ------------------------------------------------------------------------------------------------
+
+_MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[^\n]*\n?", re.MULTILINE)
+
+PACK_HEADER = '''"""Solution pack for {ID}: the instructor's answers to its graded pieces ({names}).
+
+Publish it after the deadline of {ID}: copy this file into the students' `packs/` folder (beside
+their notebook folders) or into any folder named by the environment variable DLKIT_PACKS.  From then
+on `dlkit.student` uses these pieces wherever a student's own piece of {ID} is missing or does not
+pass its visible test, so later notebooks run.  Generated by `make release` from
+notebooks/{ID}/{ID}.ipynb; do not edit.
+"""
+import math
+
+import numpy as np
+
+import dlkit
+'''
 
 
-def _qualified(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
-    out = []
-
-    def visit(node: ast.AST, prefix: str) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                out.append((prefix + child.name, child))
-                visit(child, prefix + child.name + ".")
-            elif isinstance(child, ast.ClassDef):
-                visit(child, prefix + child.name + ".")
-
-    visit(tree, "")
-    return out
+def pack_source(ID: str) -> str:
+    """The solution pack of assignment ``ID``: its instructor answer cells, markers removed."""
+    from dlkit import student
+    answers = student.answer_cells(student.read_notebook(NOTEBOOKS / ID / f"{ID}.ipynb"))
+    parts = [PACK_HEADER.format(ID=ID, names=", ".join(answers) or "none")]
+    for gid, src in answers.items():
+        body = _MARKER.sub("", src).strip("\n")
+        parts.append(f"\n\n# -- {gid} " + "-" * max(4, 94 - len(gid)) + f"\n{body}\n")
+    text = "".join(parts)
+    ast.parse(text)
+    return text
 
 
-def stub_graded_source(source: str, module: str = "dlkit") -> tuple[str, list[str]]:
-    """Replace the body of every ``@graded`` function in ``source``.
-
-    Returns the new source and the qualified names that were stubbed.
-    """
-    tree = ast.parse(source)
-    lines = source.splitlines(keepends=True)
-    edits = []
-    for qualname, fn in _qualified(tree):
-        assignment = _graded_assignment(fn)
-        if assignment is None:
-            continue
-        body = fn.body
-        has_doc = (isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                   and isinstance(body[0].value.value, str))
-        first = body[0]
-        if first.lineno == fn.lineno:
-            raise ValueError(f"{module}.{qualname}: a graded function needs its body on its own lines")
-        indent = " " * first.col_offset
-        message = (f"{module}.{qualname} is yours to implement in "
-                   f"notebooks/{assignment}/{assignment}.ipynb")
-        stub = f"{indent}raise NotImplementedError({message!r})\n"
-        rest = body[1:] if has_doc else body
-        if not rest:  # docstring only: the stub goes right after it
-            edits.append((body[0].end_lineno, body[0].end_lineno, stub))
-        else:
-            start = rest[0].lineno - 1
-            while start > 0 and lines[start - 1].strip().startswith("#"):
-                start -= 1  # comment lines just above the first statement are part of the body
-            edits.append((start, body[-1].end_lineno, stub))
-        edits[-1] = edits[-1] + (f"{module}.{qualname}",)
-    names = []
-    for start, end, stub, name in sorted(edits, reverse=True):
-        lines[start:end] = [stub]
-        names.append(name)
-    new = "".join(lines)
-    ast.parse(new)  # the edition must still be valid Python
-    return new, sorted(names)
-
-
-def student_dlkit(dest: str | os.PathLike) -> Path:
-    """Write the student edition of the dlkit package into ``dest/dlkit`` and return ``dest``.
-
-    ``dest`` is the directory to put on ``sys.path``.  Existing content there is replaced.
-    """
+def write_packs(dest: str | os.PathLike, ids: list[str] | None = None) -> list[Path]:
+    """Write ``dest/<ID>.py`` for every assignment in ``ids`` (default: all); return the paths."""
     dest = Path(dest)
-    target = dest / "dlkit"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(REPO / "dlkit", target,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for path in sorted(target.rglob("*.py")):
-        module = ".".join(path.relative_to(dest).with_suffix("").parts)
-        source = path.read_text(encoding="utf-8")
-        if "graded(" not in source:
-            continue
-        new, _ = stub_graded_source(source, module.removesuffix(".__init__"))
-        path.write_text(new, encoding="utf-8")
-    return dest
-
-
-def graded_objects() -> dict[str, str]:
-    """``{qualified name: assignment}`` for every ``@graded`` function in the instructor dlkit."""
-    found = {}
-    for path in sorted((REPO / "dlkit").rglob("*.py")):
-        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for qualname, fn in _qualified(tree):
-            assignment = _graded_assignment(fn)
-            if assignment:
-                found[f"{module}.{qualname}"] = assignment
-    return found
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ID in (assignments() if ids is None else ids):
+        path = dest / f"{ID}.py"
+        path.write_text(pack_source(ID), encoding="utf-8")
+        out.append(path)
+    return out
 
 
 def generate_assignments(out: Path, ids: list[str], db: str | None = None) -> None:
@@ -193,13 +163,18 @@ def generate_assignments(out: Path, ids: list[str], db: str | None = None) -> No
                                f"{result.get('error', '')}{result.get('log', '')}")
 
 
-def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str | None = None) -> Path:
-    """The whole student edition in ``out`` (see the module docstring)."""
+def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str | None = None,
+                  packs: str | os.PathLike | None = None) -> Path:
+    """The whole student edition in ``out`` (see the module docstring), and the solution packs in
+    ``packs`` (default: ``release_packs/`` beside ``out``), which are NOT part of the release."""
     out = Path(out).resolve()
     ids = ids or assignments()
     unknown = sorted(set(ids) - set(assignments()))
     if unknown:
         raise ValueError(f"unknown assignment(s) {', '.join(unknown)}; known: {', '.join(assignments())}")
+    packs = Path(packs).resolve() if packs is not None else out.parent / f"{out.name}_packs"
+    if packs == out or out in packs.parents:
+        raise ValueError(f"the solution packs ({packs}) must not be written inside the release ({out})")
     out.mkdir(parents=True, exist_ok=True)
     generate_assignments(out, ids, db)
     kit = out / "kit"
@@ -207,12 +182,21 @@ def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str 
         shutil.rmtree(kit)
     kit.mkdir()
     student_dlkit(kit)
-    shutil.copytree(REPO / "kernels", kit / "kernels")
+    kit_kernels(kit)
+    leaks = scan_kit(kit)
+    if leaks:  # no usable kit at all rather than one that hands out answers
+        shutil.rmtree(kit)
+        raise ReleaseLeak("the student kit would compute graded answers (fence fused paths in "
+                          "`# BEGIN WITHHELD` / `# END WITHHELD` or mark them @withheld):\n  "
+                          + "\n  ".join(leaks))
     for name in KIT_FILES:
         if (REPO / name).exists():
             shutil.copy2(REPO / name, kit / name)
+    (out / "packs").mkdir(exist_ok=True)
+    (out / "packs" / "README.md").write_text(PACKS_README, encoding="utf-8")
     (out / "Makefile").write_text(STUDENT_MAKEFILE, encoding="utf-8")
     (out / "README.md").write_text(STUDENT_README, encoding="utf-8")
+    write_packs(packs, ids)
     return out
 
 
@@ -220,13 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder release", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="release", help="output directory (default: release)")
     parser.add_argument("--assignment", action="append", dest="ids", help="only this assignment (repeatable)")
+    parser.add_argument("--packs", default=None,
+                        help="where the solution packs go (default: <out>_packs beside --out; never inside it)")
     parser.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: nbgrader's <root>/gradebook.db)")
     args = parser.parse_args(argv)
-    out = build_release(args.out, args.ids, args.db)
-    stubbed = graded_objects()
+    out = build_release(args.out, args.ids, args.db, args.packs)
+    stubbed = graded_pieces()
+    packs = Path(args.packs).resolve() if args.packs else out.parent / f"{out.name}_packs"
     print(f"student edition written to {out}")
     print(f"  notebooks: {', '.join(args.ids or assignments())}")
-    print(f"  dlkit pieces left for students ({len(stubbed)}): " + ", ".join(sorted(stubbed)))
+    print(f"  dlkit pieces left for students ({len(stubbed)}): "
+          + ", ".join(f"{q} ({n})" for q, (_, n) in sorted(stubbed.items())))
+    print(f"  withheld from the kit: " + ", ".join(sorted(withheld_objects()) + list(WITHHELD_FILES)))
+    print(f"  solution packs (publish each after its deadline, see {out.name}/packs/README.md): {packs}")
     return 0
 
 

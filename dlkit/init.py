@@ -1,11 +1,13 @@
 """Weight initialization: the scales that keep signals alive through depth.
 
-Every initializer returns a :class:`dlkit.Tensor` of shape ``(fan_in, fan_out)``, the lecture's
-``W`` in ``Z W + b`` (dtype ``float32`` unless ``dtype=`` says otherwise).
+Every initializer returns a new :class:`dlkit.Tensor` of shape ``(fan_in, fan_out)``, the
+lecture's ``W`` in ``Z W + b``, with dtype ``dtype`` (``"float32"`` by default, like PyTorch's
+weights; ``requires_grad`` False: :class:`dlkit.nn.Parameter` wraps it).
 
 Randomness comes only from ``generator`` (a ``numpy.random.Generator``); ``generator=None``
-draws from a fresh ``numpy.random.default_rng()`` (unseeded, so not reproducible).  Draws
-happen in float64 and are then cast, in this exact order (notebooks/GRADED.md):
+draws from a fresh ``numpy.random.default_rng()`` (unseeded, so not reproducible).  Each
+initializer makes exactly one draw of shape ``(fan_in, fan_out)``; values are computed in
+float64 and cast to ``dtype`` once, at the end (notebooks/GRADED.md; notebook 04 grades this):
 
 * uniform on ``[-a, a]``: ``a * (2 * generator.random(shape) - 1)``
 * normal ``N(0, std²)``:  ``std * generator.standard_normal(shape)``
@@ -156,7 +158,7 @@ def ones(shape: Shape, dtype: str = "float32") -> Tensor:
 
 # -- variance-preserving schemes ---------------------------------------------------------------
 
-@graded("04_initialization")
+@graded("04_initialization", "xavier_uniform")
 def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0,
                    generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """Glorot/Xavier uniform: U(-a, a) with a = gain·√(6/(fan_in+fan_out)); shape (fan_in, fan_out).
@@ -170,7 +172,7 @@ def xavier_uniform(fan_in: int, fan_out: int, gain: float = 1.0,
     return tensor(a * (2.0 * rng.random((fan_in, fan_out)) - 1.0), dtype=dtype)
 
 
-@graded("04_initialization")
+@graded("04_initialization", "xavier_normal")
 def xavier_normal(fan_in: int, fan_out: int, gain: float = 1.0,
                   generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """Glorot/Xavier normal: N(0, std²) with std = gain·√(2/(fan_in+fan_out)); shape (fan_in, fan_out)."""
@@ -180,7 +182,7 @@ def xavier_normal(fan_in: int, fan_out: int, gain: float = 1.0,
     return tensor(std * rng.standard_normal((fan_in, fan_out)), dtype=dtype)
 
 
-@graded("04_initialization")
+@graded("04_initialization", "kaiming_uniform")
 def kaiming_uniform(fan_in: int, fan_out: int, nonlinearity: str = "relu", mode: str = "fan_in",
                     generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """He/Kaiming uniform: U(-b, b) with b = gain·√(3/fan); shape (fan_in, fan_out).
@@ -197,7 +199,7 @@ def kaiming_uniform(fan_in: int, fan_out: int, nonlinearity: str = "relu", mode:
     return tensor(bound * (2.0 * rng.random((fan_in, fan_out)) - 1.0), dtype=dtype)
 
 
-@graded("04_initialization")
+@graded("04_initialization", "kaiming_normal")
 def kaiming_normal(fan_in: int, fan_out: int, nonlinearity: str = "relu", mode: str = "fan_in",
                    generator: np.random.Generator | None = None, dtype: str = "float32") -> Tensor:
     """He/Kaiming normal: N(0, std²) with std = gain/√fan; shape (fan_in, fan_out).

@@ -3,9 +3,21 @@
 A batch is a matrix X of shape (m, n); :class:`Linear` computes ``X W + b`` with W of shape
 (in_features, out_features) and b of shape (out_features,) broadcast over the rows.
 
-:class:`Module` finds its parameters by looking at its attributes: a :class:`Parameter`, a
-sub-Module, or a list/tuple of either (in assignment order).  Buffers (running statistics,
-saved but not trained) are registered with :meth:`Module.register_buffer`.
+:class:`Module` finds its sub-modules and parameters by walking its attributes, in assignment
+order, through lists, tuples and dicts nested to any depth (dicts in insertion order): a
+:class:`Parameter` or a sub-Module found there is part of the model, as in PyTorch and needle.
+Names (the keys of ``state_dict``) join the attribute name, list/tuple indices and dict keys with
+dots: ``self.stuff = {"layer2": [Dropout(), Sequential(Linear(2, 2))]}`` gives
+``stuff.layer2.1.0.weight``.  A module or parameter reachable twice (shared, or a cycle such as a
+child keeping a reference to its parent) is visited once, under the first name found.  Sets and
+objects that are not Modules are not walked (a set has no stable order).  :class:`ModuleList` and
+:class:`ModuleDict` are there for readers who know PyTorch's names; plain lists and dicts work
+the same.  Buffers (running statistics, saved but not trained) are registered with
+:meth:`Module.register_buffer`.
+
+:class:`Linear`, :class:`BatchNorm1d`, :class:`LayerNorm1d` and :class:`Dropout` are pieces students
+write in notebook 05 (marked ``@graded``): in the student kit they forward to the student's own
+classes (``dlkit.student.plug``), so :class:`MLP` and everything built on it runs the student's layers.
 
 Conventions (keywords where references differ):
 
@@ -27,10 +39,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import init
+from ._graded import graded
 from .autograd import Tensor, no_grad, tensor
 
 __all__ = [
-    "Parameter", "Module", "Linear", "ReLU", "Tanh", "Sigmoid", "Identity", "Sequential",
+    "Parameter", "Module", "ModuleList", "ModuleDict", "Linear", "ReLU", "Tanh", "Sigmoid",
+    "Identity", "Sequential",
     "Residual", "Flatten", "BatchNorm1d", "LayerNorm1d", "Dropout", "CrossEntropyLoss", "MSELoss",
     "MLP",
 ]
@@ -83,37 +97,85 @@ class Module:
             self._buffer_names.append(name)
         setattr(self, name, value if isinstance(value, Tensor) else tensor(value, dtype=np.asarray(value).dtype))
 
-    def _named_children(self) -> Iterator[tuple[str, "Module"]]:
+    #: Attributes that are bookkeeping, never part of the model.
+    _NOT_WALKED = frozenset({"training", "_buffer_names"})
+
+    def _walk_roots(self) -> Iterator[tuple[str, Any]]:
+        """The ``(name, value)`` pairs discovery starts from: this module's attributes."""
         for name, value in vars(self).items():
+            if name not in self._NOT_WALKED:
+                yield name, value
+
+    def _named_members(self) -> Iterator[tuple[str, "Module | Parameter"]]:
+        """Sub-Modules and Parameters held by this module, depth first, each object once.
+
+        Walks attributes and, inside them, lists / tuples (by index) and dicts (by key, in
+        insertion order) at any depth; does not look inside the sub-Modules it finds (they walk
+        their own attributes).  A container met twice (shared, or containing itself) is walked once.
+        """
+        seen: set[int] = set()
+
+        def walk(path: str, value: Any) -> Iterator[tuple[str, Any]]:
+            if isinstance(value, (Module, Parameter)):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    yield path, value
+                return
+            if isinstance(value, dict):
+                items: Any = ((str(k), v) for k, v in list(value.items()))
+            elif isinstance(value, (list, tuple)):
+                items = ((str(i), v) for i, v in enumerate(list(value)))
+            else:
+                return
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+            for key, item in items:
+                yield from walk(f"{path}.{key}" if path else key, item)
+
+        seen.add(id(self))
+        for name, value in self._walk_roots():
+            yield from walk(name, value)
+
+    def _named_children(self) -> Iterator[tuple[str, "Module"]]:
+        for name, value in self._named_members():
             if isinstance(value, Module):
                 yield name, value
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    if isinstance(item, Module):
-                        yield f"{name}.{i}", item
 
     def _own_parameters(self) -> Iterator[tuple[str, Parameter]]:
-        for name, value in vars(self).items():
+        for name, value in self._named_members():
             if isinstance(value, Parameter):
                 yield name, value
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    if isinstance(item, Parameter):
-                        yield f"{name}.{i}", item
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        """This module and every descendant, with dotted names ("" for this one)."""
-        yield prefix, self
-        for name, child in self._named_children():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+        """This module and every descendant, with dotted names ("" for this one), each once.
+
+        Pre-order (a module before its children, children in discovery order).  A module
+        reachable twice keeps the first name; a cycle back to an ancestor is not followed.
+        """
+        memo: set[int] = set()
+
+        def visit(name: str, module: "Module") -> Iterator[tuple[str, "Module"]]:
+            memo.add(id(module))
+            yield name, module
+            for child_name, child in module._named_children():
+                if id(child) not in memo:
+                    yield from visit(f"{name}.{child_name}" if name else child_name, child)
+
+        yield from visit(prefix, self)
 
     def modules(self) -> Iterator["Module"]:
         for _, m in self.named_modules():
             yield m
 
     def children(self) -> Iterator["Module"]:
+        """The direct sub-modules (found in attributes and the containers they hold), each once."""
         for _, m in self._named_children():
             yield m
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """``(dotted name, module)`` for each direct sub-module, e.g. ``("stuff.layer2.0", Dropout)``."""
+        yield from self._named_children()
 
     def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
         """``(dotted name, Parameter)`` pairs, each parameter once, in definition order."""
@@ -205,6 +267,7 @@ def _shape_error(layer: str, expected: str, got: tuple) -> ValueError:
     return ValueError(f"{layer}: expected input of shape {expected}, got {tuple(got)}")
 
 
+@graded("05_normalization_regularization", "Linear")
 class Linear(Module):
     """Affine map ``X W + b``: X (m, in_features) → (m, out_features).
 
@@ -289,7 +352,7 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
         self.layers = list(modules)
 
-    def _named_children(self) -> Iterator[tuple[str, Module]]:
+    def _walk_roots(self) -> Iterator[tuple[str, Any]]:
         for i, m in enumerate(self.layers):
             yield str(i), m
 
@@ -306,6 +369,98 @@ class Sequential(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
+
+
+class ModuleList(Module):
+    """A list of Modules, named ``"0"``, ``"1"``, ... (PyTorch's ``nn.ModuleList``).
+
+    A plain Python list in an attribute is discovered just the same; this class adds the
+    name and type checks.  It has no ``forward``: index it or iterate over it.
+    """
+
+    def __init__(self, modules: Sequence[Module] = ()) -> None:
+        self._items: list[Module] = []
+        self.extend(modules)
+
+    @staticmethod
+    def _checked(m: Any, where: str) -> Module:
+        if not isinstance(m, Module):
+            raise TypeError(f"ModuleList: {where} is a {type(m).__name__}, not a Module")
+        return m
+
+    def _walk_roots(self) -> Iterator[tuple[str, Any]]:
+        for i, m in enumerate(self._items):
+            yield str(i), m
+
+    def append(self, module: Module) -> "ModuleList":
+        self._items.append(self._checked(module, f"item {len(self._items)}"))
+        return self
+
+    def extend(self, modules: Sequence[Module]) -> "ModuleList":
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        self._items.insert(index, self._checked(module, f"item {index}"))
+
+    def __getitem__(self, i: int) -> Module:
+        return self._items[i]
+
+    def __setitem__(self, i: int, module: Module) -> None:
+        self._items[i] = self._checked(module, f"item {i}")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._items)
+
+
+class ModuleDict(Module):
+    """Modules by name, in insertion order (PyTorch's ``nn.ModuleDict``); keys are strings.
+
+    A plain dict in an attribute is discovered just the same; this class adds the checks.
+    """
+
+    def __init__(self, modules: dict[str, Module] | None = None) -> None:
+        self._items: dict[str, Module] = {}
+        for key, m in (modules or {}).items():
+            self[key] = m
+
+    def _walk_roots(self) -> Iterator[tuple[str, Any]]:
+        yield from self._items.items()
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(key, str) or not key or "." in key:
+            raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', got {key!r}")
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: {key!r} is a {type(module).__name__}, not a Module")
+        self._items[key] = module
+
+    def __getitem__(self, key: str) -> Module:
+        return self._items[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def keys(self):
+        return self._items.keys()
+
+    def values(self):
+        return self._items.values()
+
+    def items(self):
+        return self._items.items()
 
 
 class Residual(Module):
@@ -332,6 +487,7 @@ class Flatten(Module):
         return x.reshape((x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64))))
 
 
+@graded("05_normalization_regularization", "BatchNorm1d")
 class BatchNorm1d(Module):
     """Batch normalization over the batch axis: x (m, num_features).
 
@@ -381,6 +537,7 @@ class BatchNorm1d(Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
+@graded("05_normalization_regularization", "LayerNorm1d")
 class LayerNorm1d(Module):
     """Layer normalization over the last axis: x (..., dim).
 
@@ -408,6 +565,7 @@ class LayerNorm1d(Module):
         return f"{self.dim}, eps={self.eps}"
 
 
+@graded("05_normalization_regularization", "Dropout")
 class Dropout(Module):
     """Inverted dropout: in training, y = x·mask/(1−p) with mask = ``generator.random(x.shape) >= p``.
 

@@ -12,12 +12,14 @@
 //       lse[r] = log sum_c exp(x[r*cols + c])                            lse: (rows,)
 //   log_softmax_rows_<t>(const T* x, T* out, long long rows, long long cols)
 //       out[r*cols + c] = x[r*cols + c] - lse[r]                         out: (rows, cols)
+// BEGIN WITHHELD: the fused cross-entropy gradient is not in the student kit
 //   softmax_xent_rows_<t>(const T* x, const long long* labels, T* loss, T* dx,
 //                         long long rows, long long cols, T inv_m)
 //       labels: (rows,) int64 in [0, cols) (checked by cuda.py before the launch);
 //       loss[r] = lse[r] - x[r, labels[r]]          (the caller sums loss and scales by inv_m)
 //       dx[r*cols + c] = (exp(x[r, c] - lse[r]) - (c == labels[r])) * inv_m
 //       i.e. the gradient of the MEAN loss when inv_m = 1 / rows.
+// END WITHHELD
 #include "common.cuh"
 
 // lse of row `row` (cols elements), computed by the whole block; every thread gets it.
@@ -48,6 +50,7 @@ __device__ void log_softmax_rows(const T* x, T* out, long long cols) {
     for (long long c = threadIdx.x; c < cols; c += blockDim.x) out[r * cols + c] = row[c] - lse;
 }
 
+// BEGIN WITHHELD
 template <typename T>
 __device__ void softmax_xent_rows(const T* x, const long long* labels, T* loss, T* dx,
                                   long long cols, T inv_m) {
@@ -61,6 +64,7 @@ __device__ void softmax_xent_rows(const T* x, const long long* labels, T* loss, 
     }
     if (threadIdx.x == 0) loss[r] = (y >= 0 && y < cols) ? lse - row[y] : (T)NAN;
 }
+// END WITHHELD
 
 #define SOFTMAX(T, SFX)                                                                     \
     extern "C" __global__ void logsumexp_rows_##SFX(const T* x, T* lse, long long rows,     \
@@ -72,7 +76,13 @@ __device__ void softmax_xent_rows(const T* x, const long long* labels, T* loss, 
                                                       long long cols) {                     \
         (void)rows;                                                                         \
         log_softmax_rows<T>(x, out, cols);                                                  \
-    }                                                                                       \
+    }
+
+SOFTMAX(float, f32)
+SOFTMAX(double, f64)
+
+// BEGIN WITHHELD
+#define SOFTMAX_XENT(T, SFX)                                                                \
     extern "C" __global__ void softmax_xent_rows_##SFX(const T* x, const long long* labels, \
                                                        T* loss, T* dx, long long rows,      \
                                                        long long cols, T inv_m) {           \
@@ -80,5 +90,6 @@ __device__ void softmax_xent_rows(const T* x, const long long* labels, T* loss, 
         softmax_xent_rows<T>(x, labels, loss, dx, cols, inv_m);                             \
     }
 
-SOFTMAX(float, f32)
-SOFTMAX(double, f64)
+SOFTMAX_XENT(float, f32)
+SOFTMAX_XENT(double, f64)
+// END WITHHELD

@@ -155,6 +155,19 @@ def _layout_offsets(layout: np.ndarray, nops: int) -> list[np.ndarray]:
     return offs
 
 
+def layout_offsets(layout: np.ndarray, i: int, nops: int) -> list[int]:
+    """What ``layout_offsets`` in common.cuh computes for output element ``i`` (scalar twin)."""
+    D = cuda_mod.MAX_DIMS
+    ndim = int(layout[0])
+    off = [0] * nops
+    for s in range(D - 1, D - ndim - 1, -1):
+        extent = int(layout[2 + s])
+        c, i = i % extent, i // extent
+        for k in range(nops):
+            off[k] += c * int(layout[2 + D * (1 + k) + s])
+    return off
+
+
 class SimFunction:
     def __init__(self, mem: SimMemory, stem: str, name: str) -> None:
         self.mem, self.stem, self.name = mem, stem, name

@@ -70,6 +70,13 @@ def load_checks(assignment: str) -> list[tuple[str, Any, Any]]:
 
 
 def reference_answers(assignment: str) -> dict[str, str]:
+    """Correct answers written independently of the notebook (test data, so they belong in tests/):
+    ``ANSWERS`` of tests/mutants/<assignment>.py, else (until moved) of autograder/<ID>/reference.py."""
+    mutants = ROOT / "tests" / "mutants" / f"{assignment}.py"
+    if mutants.is_file():
+        module = _load_module(mutants, f"_mutants_answers_{assignment}")
+        if hasattr(module, "ANSWERS"):
+            return module.ANSWERS
     return _load_module(AUTOGRADER / assignment / "reference.py", f"_reference_{assignment}").ANSWERS
 
 
@@ -225,7 +232,8 @@ def test_reference_gets_full_marks(assignment, source):
 
 @pytest.mark.parametrize("assignment,name", STUB_CASES)
 def test_stub_scores_zero(assignment, name):
-    from dlkit.student import CODE_STUB, stub_solutions
+    from dlkit.student import CODE_STUB
+    from tests.nbcontract import stub_solutions
     cells = dict(base_answers(assignment))
     src = cells[name]
     stubbed = stub_solutions(src)
@@ -330,7 +338,7 @@ def _grade_real(assignment: str, cells: dict[str, str], path: Path, student_edit
 
 
 def _stubbed(cells: dict[str, str]) -> dict[str, str]:
-    from dlkit.student import stub_solutions
+    from tests.nbcontract import stub_solutions
     out = {}
     for gid, src in cells.items():
         new = stub_solutions(src)

@@ -301,6 +301,7 @@ def test_real_assignment_reference_full_marks_and_stubs_zero(tmp_path: Path) -> 
     if not ids:
         pytest.skip("no assignment has both hidden checks and a notebook yet")
     from dlkit import student as nbparse
+    from tests.nbcontract import stub_solutions
     assignment = ids[0]
     source = ROOT / "notebooks" / assignment / f"{assignment}.ipynb"
     out = tmp_path / "ref.json"
@@ -312,7 +313,7 @@ def test_real_assignment_reference_full_marks_and_stubs_zero(tmp_path: Path) -> 
     for cell in nb["cells"]:
         if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
             src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            cell["source"] = nbparse.stub_solutions(src)
+            cell["source"] = stub_solutions(src)
     stub = tmp_path / "stub.ipynb"
     stub.write_text(json.dumps(nb))
     proc = _grade("--assignment", assignment, str(stub), "--json", str(out))

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+import dlkit
 from dlkit import init, nn, optim
 from dlkit.viz import layer_stats
 
@@ -180,3 +181,28 @@ def test_kaiming_normal_is_the_two_over_n_scale():
     W = init.kaiming_normal(100, 100, generator=np.random.default_rng(0)).numpy()
     ref = math.sqrt(2 / 100) * np.random.default_rng(0).standard_normal((100, 100))
     np.testing.assert_array_equal(W, ref.astype(np.float32))
+
+
+# -- the contract notebook 04 grades (notebooks/GRADED.md): dtype, one draw, float64 then cast once ---
+
+@pytest.mark.parametrize("name,kwargs,kind,scale", [
+    ("xavier_uniform", {"gain": 2.0}, "uniform", 2.0 * math.sqrt(6 / 12)),
+    ("xavier_normal", {}, "normal", math.sqrt(2 / 12)),
+    ("kaiming_uniform", {"nonlinearity": "tanh", "mode": "fan_out"}, "uniform", 5 / 3 * math.sqrt(3 / 7)),
+    ("kaiming_normal", {}, "normal", math.sqrt(2) / math.sqrt(5)),
+    ("kaiming_normal", {"mode": "fan_out", "nonlinearity": "linear"}, "normal", 1 / math.sqrt(7)),
+])
+def test_graded_initializers_follow_the_dtype_and_draw_contract(name, kwargs, kind, scale):
+    fn = getattr(init, name)
+    assert getattr(fn, "__dlkit_piece__", None) == name and fn.__dlkit_graded__ == "04_initialization"
+    g = np.random.default_rng(3)
+    base = 2 * g.random((5, 7)) - 1 if kind == "uniform" else g.standard_normal((5, 7))
+    after_one_draw = g.bit_generator.state
+    gen = np.random.default_rng(3)
+    W64 = fn(5, 7, generator=gen, dtype="float64", **kwargs)
+    assert isinstance(W64, dlkit.Tensor) and W64.dtype == np.float64 and not W64.requires_grad
+    np.testing.assert_allclose(W64.numpy(), scale * base, rtol=1e-14, atol=0)
+    assert gen.bit_generator.state == after_one_draw, "exactly one draw of shape (fan_in, fan_out)"
+    W32 = fn(5, 7, generator=np.random.default_rng(3), **kwargs)
+    assert W32.dtype == np.float32
+    np.testing.assert_array_equal(W32.numpy(), W64.numpy().astype(np.float32))   # cast once, at the end

@@ -77,6 +77,124 @@ def test_load_state_dict_errors():
         model.load_state_dict({"weight": np.zeros((3, 2)), "bias": np.zeros(3)})
 
 
+# -- discovery through dicts, nested containers, cycles (issue 18) -----------------------------
+
+class Needle(nn.Module):
+    """CMU dlsys hw2's eval-switch model: children kept in a dict holding a list."""
+
+    def __init__(self, g):
+        self.stuff = {"layer1": nn.Linear(4, 4, generator=g),
+                      "layer2": [nn.Dropout(0.5, generator=g), nn.Sequential(nn.Linear(4, 4, generator=g))]}
+
+    def forward(self, x):
+        x = self.stuff["layer1"](x)
+        for m in self.stuff["layer2"]:
+            x = m(x)
+        return x
+
+
+def test_eval_reaches_modules_in_dicts_and_nested_lists():
+    model = Needle(np.random.default_rng(0))
+    inner = [model.stuff["layer1"], *model.stuff["layer2"], model.stuff["layer2"][1][0]]
+    assert all(m.training for m in inner)
+    model.eval()
+    assert not any(m.training for m in inner), [type(m).__name__ for m in inner if m.training]
+    x = np.ones((3, 4), dtype=np.float32)
+    np.testing.assert_array_equal(model(x).numpy(), model(x).numpy())   # dropout is off
+    model.train()
+    assert all(m.training for m in inner)
+    assert [n for n, _ in model.named_modules()] == ["", "stuff.layer1", "stuff.layer2.0", "stuff.layer2.1",
+                                                     "stuff.layer2.1.0"]
+    assert [n for n, _ in model.named_children()] == ["stuff.layer1", "stuff.layer2.0", "stuff.layer2.1"]
+
+
+class Deep(nn.Module):
+    """Parameters and modules in every kind of container, nested, plus a shared module and cycles."""
+
+    def __init__(self, g):
+        self.blocks = {"a": [nn.Linear(3, 3, generator=g), (nn.Linear(3, 2, generator=g), nn.ReLU())],
+                       "b": {"norm": nn.BatchNorm1d(2), "scales": [nn.Parameter(np.ones(2))]}}
+        self.head = nn.ModuleList([nn.Linear(2, 2, generator=g)])
+        self.heads = nn.ModuleDict({"left": nn.Linear(2, 1, generator=g)})
+        self.alias = self.blocks["a"][0]                 # shared: counted once, under its first name
+        self.loop = [1.0]
+        self.loop.append(self.loop)                      # a list that contains itself
+        self.head[0].owner = self                        # a child that points back to its parent
+
+    def forward(self, x):
+        x = self.blocks["a"][0](x)
+        x = self.blocks["a"][1][1](self.blocks["a"][1][0](x))
+        x = self.blocks["b"]["norm"](x) * self.blocks["b"]["scales"][0]
+        return self.heads["left"](self.head[0](x))
+
+
+def test_nested_containers_give_stable_readable_keys_once_each():
+    g = np.random.default_rng(1)
+    model = Deep(g)
+    keys = list(model.state_dict())
+    assert keys == ["blocks.b.scales.0",
+                    "blocks.a.0.weight", "blocks.a.0.bias", "blocks.a.1.0.weight", "blocks.a.1.0.bias",
+                    "blocks.b.norm.weight", "blocks.b.norm.bias", "head.0.weight", "head.0.bias",
+                    "heads.left.weight", "heads.left.bias",
+                    "blocks.b.norm.running_mean", "blocks.b.norm.running_var"]
+    assert keys == list(Deep(np.random.default_rng(2)).state_dict())      # deterministic
+    assert len(model.parameters()) == len({id(p) for p in model.parameters()}) == 11
+    assert len(list(model.modules())) == len({id(m) for m in model.modules()}) == 9
+    assert model.eval() is model and not any(m.training for m in model.modules())
+
+
+def test_nested_models_round_trip_through_state_dict(tmp_path):
+    a, b = Deep(np.random.default_rng(3)), Deep(np.random.default_rng(4))
+    x = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32)
+    a(x)                                                 # moves the running statistics
+    a.blocks["b"]["scales"][0].data = np.array([2.0, 3.0], dtype=np.float32)
+    b.load_state_dict(a.state_dict())
+    for (k, v), (k2, w) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert k == k2
+        np.testing.assert_array_equal(v, w, err_msg=k)
+    a.eval(), b.eval()
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    c = Deep(np.random.default_rng(6))
+    a.save(tmp_path / "deep.npz")
+    c.load(tmp_path / "deep.npz").eval()
+    np.testing.assert_array_equal(a(x).numpy(), c(x).numpy())
+    with pytest.raises(KeyError, match="blocks.b.scales.0"):
+        c.load_state_dict({k: v for k, v in a.state_dict().items() if k != "blocks.b.scales.0"})
+
+
+def test_optimizer_from_parameters_updates_every_nested_parameter_once():
+    model = Deep(np.random.default_rng(7))
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    x = np.random.default_rng(8).standard_normal((5, 3)).astype(np.float32)
+    model(x).sum().backward()
+    grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    assert set(grads) == {k for k in before if "running" not in k}
+    dlkit.optim.SGD(model.parameters(), lr=0.5).step()
+    after = model.state_dict()
+    for name, g in grads.items():
+        np.testing.assert_allclose(after[name], before[name] - 0.5 * g, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_module_list_and_dict_behave_like_pytorchs():
+    g = np.random.default_rng(9)
+    layers = nn.ModuleList([nn.Linear(2, 2, generator=g)]).append(nn.ReLU())
+    layers.insert(0, nn.Identity())
+    assert [type(m).__name__ for m in layers] == ["Identity", "Linear", "ReLU"] and len(layers) == 3
+    assert [n for n, _ in layers.named_parameters()] == ["1.weight", "1.bias"]
+    heads = nn.ModuleDict({"a": nn.Linear(2, 1, generator=g)})
+    heads["b"] = nn.Linear(2, 3, generator=g)
+    assert list(heads) == ["a", "b"] and "b" in heads and len(heads) == 2
+    assert [n for n, _ in heads.named_parameters()] == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    with pytest.raises(TypeError, match="not a Module"):
+        layers.append(np.ones(2))
+    with pytest.raises(TypeError, match="not a Module"):
+        heads["c"] = "relu"
+    with pytest.raises(KeyError, match="without '.'"):
+        heads["c.d"] = nn.ReLU()
+    with pytest.raises(NotImplementedError, match="ModuleList does not implement forward"):
+        layers(np.ones(2))
+
+
 # -- Linear -------------------------------------------------------------------------------------
 
 def test_linear_default_init_is_pytorch_and_draws_weights_then_biases():

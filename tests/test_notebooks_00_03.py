@@ -26,10 +26,10 @@ import pytest
 
 from dlkit import student
 from tests.mutants import load_mutants
-from tests.nbcontract import graded_md_names, nb_path, notebook, run_student_edition, stub_graded_dlkit
+from tests.nbcontract import (graded_md_names, nb_path, notebook, run_student_edition, strip_hidden_tests,
+                              stub_graded_dlkit, stub_solutions)
 
 answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
-strip_hidden_tests, stub_solutions = student.strip_hidden_tests, student.stub_solutions
 graded_tests_of = student.test_cells      # not named test_*: pytest would collect it
 
 ASSIGNMENTS = ("00_arrays_broadcasting", "01_autodiff_backprop", "02_fully_connected", "03_optimization")
@@ -37,7 +37,8 @@ EXPECTED = {
     "00_arrays_broadcasting": ["broadcast_shape", "unbroadcast", "linear_forward"],
     "01_autodiff_backprop": ["matmul_vjp", "relu_vjp", "logsumexp_vjp", "mlp_backward"],
     "02_fully_connected": ["mlp_forward", "count_parameters"],
-    "03_optimization": ["gradient_descent", "newton_step", "Momentum", "Nesterov", "RMSprop", "Adam"],
+    "03_optimization": ["gradient_descent", "newton_step", "SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam",
+                        "AdamW"],
 }
 
 

@@ -26,10 +26,10 @@ import pytest
 
 from dlkit import student
 from tests.mutants import load_mutants
-from tests.nbcontract import ROOT, graded_md_names, nb_path, notebook, run_student_edition, stub_graded_dlkit
+from tests.nbcontract import (ROOT, graded_md_names, nb_path, notebook, run_student_edition, strip_hidden_tests,
+                              stub_graded_dlkit, stub_solutions)
 
 answer_cells, answer_namespace = student.answer_cells, student.answer_namespace
-strip_hidden_tests, stub_solutions = student.strip_hidden_tests, student.stub_solutions
 graded_tests_of = student.test_cells      # not named test_*: pytest would collect it
 
 ASSIGNMENTS = ("04_initialization", "05_normalization_regularization", "06_gpu_kernels", "07_putting_together")

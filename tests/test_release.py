@@ -1,4 +1,5 @@
-"""The student edition (DESIGN.md §6): no solution text reaches release/, graded pieces are stubs.
+"""The student edition (DESIGN.md §6): no solution text reaches release/, graded pieces forward to
+dlkit.student, nothing withheld reaches the kit (source and bytecode), packs stay outside release/.
 
 Builds the real release once per session (nbgrader generate_assignment for every notebook, into a
 temporary directory with a temporary gradebook) and inspects it.
@@ -18,20 +19,11 @@ import pytest
 
 from autograder import release
 from dlkit import student
+from tests import nbcontract
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = release.assignments()
 
-# The dlkit objects notebooks/GRADED.md says students write themselves.
-EXPECTED_GRADED = {
-    "dlkit.optim.Momentum.step": "03_optimization",
-    "dlkit.optim.Nesterov.step": "03_optimization",
-    "dlkit.optim.Adam.step": "03_optimization",
-    "dlkit.init.xavier_uniform": "04_initialization",
-    "dlkit.init.xavier_normal": "04_initialization",
-    "dlkit.init.kaiming_uniform": "04_initialization",
-    "dlkit.init.kaiming_normal": "04_initialization",
-}
 
 
 def test_stub_rewrite_keeps_signature_and_docstring_and_drops_the_body():
@@ -39,7 +31,7 @@ def test_stub_rewrite_keeps_signature_and_docstring_and_drops_the_body():
         from dlkit._graded import graded
 
         class Adam:
-            @graded("03_optimization")
+            @graded("03_optimization", "adam_step")
             def step(self):
                 """Take one step."""
                 # reference comment that must not leak
@@ -57,106 +49,246 @@ def test_stub_rewrite_keeps_signature_and_docstring_and_drops_the_body():
         ''')
     new, names = release.stub_graded_source(source, "dlkit.fake")
     assert names == ["dlkit.fake.Adam.step", "dlkit.fake.f"]
-    assert "12345" not in new and "98765" not in new and "reference comment" not in new
+    assert "12345" not in new and "98765" not in new and "reference comment" not in new and "hint" not in new
     assert '"""Take one step."""' in new and "def f(a,\n      b):" in new
     assert "return 2" in new  # undecorated code survives
-    namespace: dict = {"__name__": "stubtest"}
-    exec(compile(new, "<stub>", "exec"), namespace)
-    with pytest.raises(NotImplementedError, match="notebooks/03_optimization"):
-        namespace["Adam"]().step()
-    with pytest.raises(NotImplementedError, match="dlkit.fake.f .*04_initialization"):
-        namespace["f"](1, 2)
+    assert "_dlkit_resolve('03_optimization', 'adam_step')(self)" in new
+    assert "_dlkit_resolve('04_initialization', 'f')(a, b)" in new
 
 
-def test_graded_objects_match_the_contract():
-    assert release.graded_objects() == EXPECTED_GRADED
+def test_withheld_definitions_and_regions_are_dropped():
+    source = textwrap.dedent('''
+        from dlkit._graded import withheld
+
+        class Backend:
+            def keep(self):
+                return 1
+
+            @withheld("fused")
+            def fused_step(self, x):
+                return x * 4242
+
+        class Empty:
+            @withheld("fused")
+            def only(self):
+                return 5151
+
+        KINDS = ("a",)
+        # BEGIN WITHHELD: fused kernels
+        KINDS += ("fused",)
+        # END WITHHELD
+        ''')
+    new, _ = release.stub_graded_source(source, "dlkit.fake")
+    assert "4242" not in new and "5151" not in new and "fused_step" not in new and '"fused",' not in new
+    ns: dict = {}
+    exec(compile(new, "<kit>", "exec"), ns)
+    assert ns["KINDS"] == ("a",) and ns["Backend"]().keep() == 1 and not hasattr(ns["Empty"], "only")
+    with pytest.raises(ValueError, match="never closed"):
+        release.strip_withheld_regions("# BEGIN WITHHELD\nx = 1\n")
+
+
+def test_a_kept_class_may_not_derive_from_a_graded_one():
+    source = textwrap.dedent('''
+        from dlkit._graded import graded
+
+        @graded("03_optimization")
+        class Adam:
+            def __init__(self, params):
+                self.params = params
+
+        class AdamW(Adam):
+            pass
+        ''')
+    with pytest.raises(ValueError, match="AdamW derives from the graded class"):
+        release.stub_graded_source(source, "dlkit.fake")
+
+
+def test_graded_pieces_are_the_pieces_graded_md_lists():
+    table = student.parse_graded_md((REPO / "notebooks" / "GRADED.md").read_text(encoding="utf-8"))
+    pieces = release.graded_pieces()
+    assert pieces, "no @graded object in dlkit"
+    wrong = {q: p for q, p in pieces.items() if table.get(p[1], (None,))[0] != p[0]}
+    assert not wrong, f"@graded pieces missing from GRADED.md (or under another assignment): {wrong}"
+    keys = [p for p in pieces.values()]
+    assert len(keys) == len(set(keys)), "two dlkit objects claim the same piece"
+
+
+def test_every_graded_piece_has_an_answer_cell_so_its_pack_is_complete():
+    missing = []
+    for qualname, (assignment, piece) in release.graded_pieces().items():
+        path = REPO / "notebooks" / assignment / f"{assignment}.ipynb"
+        if not path.is_file() or piece not in student.answer_cells(student.read_notebook(path)):
+            missing.append(f"{qualname} ({assignment}:{piece})")
+    assert not missing, f"graded pieces without an answer cell (their pack would lack them): {missing}"
 
 
 @pytest.fixture(scope="module")
 def student_kit(tmp_path_factory) -> Path:
-    return release.student_dlkit(tmp_path_factory.mktemp("kit"))
+    kit = release.student_dlkit(tmp_path_factory.mktemp("kit"))
+    release.kit_kernels(kit)
+    return kit
 
 
-def _bodies(path: Path) -> dict[str, str]:
-    """Source text of each graded function body in an instructor module."""
-    source = path.read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    out = {}
-    for qualname, fn in release._qualified(tree):
-        if release._graded_assignment(fn):
-            stmts = fn.body[1:] if isinstance(fn.body[0], ast.Expr) else fn.body
-            out[qualname] = "\n".join(ast.get_source_segment(source, s) for s in stmts)
-    return out
+def test_student_kit_leaks_nothing(student_kit):
+    """The release scan over the real kit: no withheld name in source or bytecode, no reference body."""
+    leaks = release.scan_kit(student_kit)
+    assert not leaks, "\n".join(leaks)
 
 
-def test_student_dlkit_has_no_reference_bodies(student_kit):
-    # Lines of a graded body may also occur elsewhere in the module (a loop over self.params, say):
-    # the edition must hold each line exactly as often as the module does outside graded bodies.
-    for module in ("optim", "init"):
-        original = (REPO / "dlkit" / f"{module}.py").read_text(encoding="utf-8")
-        edited = (student_kit / "dlkit" / f"{module}.py").read_text(encoding="utf-8")
-        bodies = _bodies(REPO / "dlkit" / f"{module}.py")
-        assert bodies, f"dlkit/{module}.py has no @graded function"
-        in_bodies = "\n".join(bodies.values())
-        for qualname, body in bodies.items():
-            for line in {ln.strip() for ln in body.splitlines()}:
-                if len(line) < 12 or line.startswith("#"):
-                    continue
-                outside = original.count(line) - in_bodies.count(line)
-                assert edited.count(line) == outside, f"reference line of {qualname} leaked: {line!r}"
+def test_student_kit_has_no_fused_backend_path(student_kit):
+    for rel in release.WITHHELD_FILES:
+        assert not (student_kit / rel).exists()
+    names = release.withheld_names()
+    assert {"sgd_step", "adam_step", "softmax_cross_entropy", "softmax_xent_rows"} <= set(names)
+    for path in (student_kit / "dlkit" / "backend").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert not defined & {"sgd_step", "adam_step", "softmax_cross_entropy"}, path.name
 
 
-def test_student_dlkit_graded_pieces_raise_naming_the_notebook(student_kit):
-    # Run in a fresh interpreter that sees only the student edition of dlkit.
+@pytest.mark.parametrize("leak", ["withheld def", "reference body", "bytecode string", "kernel", "file"])
+def test_scan_kit_catches_each_kind_of_leak(tmp_path, leak):
+    kit = release.student_dlkit(tmp_path)
+    release.kit_kernels(kit)
+    backend = kit / "dlkit" / "backend" / "numpy_backend.py"
+    numpy_src = (REPO / "dlkit" / "backend" / "numpy_backend.py").read_text(encoding="utf-8")
+    if leak == "withheld def":
+        backend.write_text(backend.read_text() + "\n\ndef adam_step(p):\n    return p\n")
+    elif leak == "reference body":  # a line of the fused Adam step, under another name
+        body = [ln for ln in numpy_src.splitlines() if "v += (1 - beta2) * np.square(grad)" in ln]
+        assert body
+        backend.write_text(backend.read_text() + "\n\ndef helper(v, grad, beta2, np):\n" + body[0] + "\n")
+    elif leak == "bytecode string":  # reached through getattr: only a string names it
+        backend.write_text(backend.read_text() + "\n\nSTEP = 'sgd' + '_step'\nNAME = 'adam_step'\n")
+    elif leak == "kernel":
+        cu = kit / "kernels" / "softmax_xent.cu"
+        cu.write_text(cu.read_text() + "\n// softmax_xent_rows_f32 is back\n")
+    elif leak == "file":
+        (kit / "kernels" / "optim.cu").write_text("// fused\n")
+    leaks = release.scan_kit(kit)
+    base = [ln for ln in leaks if "dlkit/ops.py" not in ln and "dlkit/optim" not in ln]
+    assert base, f"{leak} not caught"
+
+
+def test_student_kit_pieces_forward_and_say_which_notebook(student_kit, tmp_path):
+    # Run in a fresh interpreter that sees only the student kit: every graded object is a stub,
+    # and with nothing plugged, no notebook and no pack it stops naming the notebook and the piece.
     probe = textwrap.dedent("""
-        import json, sys
-        import numpy as np
+        import importlib, inspect, json, pkgutil, sys
         import dlkit
         assert dlkit.__file__.startswith(sys.argv[1]), dlkit.__file__
-        out = {}
-        g = np.random.default_rng(0)
-        calls = {
-            "dlkit.init.xavier_uniform": lambda: dlkit.init.xavier_uniform(4, 3, generator=g),
-            "dlkit.init.xavier_normal": lambda: dlkit.init.xavier_normal(4, 3, generator=g),
-            "dlkit.init.kaiming_uniform": lambda: dlkit.init.kaiming_uniform(4, 3, generator=g),
-            "dlkit.init.kaiming_normal": lambda: dlkit.init.kaiming_normal(4, 3, generator=g),
-        }
-        for name in ("Momentum", "Nesterov", "Adam"):
-            def run(name=name):
-                p = dlkit.nn.Parameter(np.ones(3))
-                (p * p).sum().backward()
-                getattr(dlkit.optim, name)([p], lr=0.1).step()
-            calls["dlkit.optim.%s.step" % name] = run
-        for key, call in calls.items():
+        for m in pkgutil.walk_packages(dlkit.__path__, "dlkit."):
+            if "cuda" not in m.name:
+                importlib.import_module(m.name)
+        from dlkit import _graded, student
+        out = {"pieces_from_kit": student.pieces() != {} and "_pieces" in sys.modules.get("dlkit._pieces").__name__}
+        for qualname in json.loads(sys.argv[2]):
+            parts = qualname.split(".")
+            for cut in range(len(parts) - 1, 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:cut]))
+                    break
+                except ImportError:
+                    continue
+            for p in parts[cut:]:
+                obj = getattr(obj, p)
+            fn = obj.__new__ if isinstance(obj, type) else obj
+            sig = inspect.signature(fn)
+            args = [None] * sum(1 for p in sig.parameters.values()
+                                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+            kwargs = {p.name: None for p in sig.parameters.values() if p.default is p.empty and p.kind is p.KEYWORD_ONLY}
             try:
-                call()
-                out[key] = "no error"
+                (fn(obj, *args[1:], **kwargs) if isinstance(obj, type) else fn(*args, **kwargs))
+                out[qualname] = ["no error", _graded.is_kit_stub(obj)]
             except NotImplementedError as exc:
-                out[key] = str(exc)
-        # the pieces students do not write keep working
-        w = dlkit.init.lecun_uniform(4, 3, generator=g)
-        p = dlkit.nn.Parameter(np.ones(3)); (p * p).sum().backward()
-        dlkit.optim.SGD([p], lr=0.1).step()
-        out["sgd"] = p.numpy().tolist()
+                out[qualname] = [str(exc), _graded.is_kit_stub(obj)]
         print(json.dumps(out))
         """)
+    empty = tmp_path / "empty"
+    empty.mkdir()
     # -S: no site.py, so the editable install's import hook cannot bring back the instructor dlkit
     path = os.pathsep.join([str(student_kit), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-    proc = subprocess.run([sys.executable, "-S", "-c", probe, str(student_kit)], capture_output=True, text=True,
-                          cwd=student_kit,
-                          env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "DLKIT_BACKEND": "numpy"})
+    expected = release.graded_pieces()
+    proc = subprocess.run([sys.executable, "-S", "-c", probe, str(student_kit), json.dumps(sorted(expected))],
+                          capture_output=True, text=True, cwd=empty, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "DLKIT_BACKEND": "numpy",
+                                          "DLKIT_NOTEBOOKS": str(empty), "DLKIT_PACKS": str(empty)})
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key, assignment in EXPECTED_GRADED.items():
-        assert f"notebooks/{assignment}/{assignment}.ipynb" in out[key], (key, out[key])
-    assert out["sgd"] == pytest.approx([0.8, 0.8, 0.8])
+    assert out.pop("pieces_from_kit") is True
+    assert set(out) == set(expected)
+    for qualname, (assignment, piece) in expected.items():
+        message, is_stub = out[qualname]
+        assert is_stub, qualname
+        assert f"notebook {assignment} ({assignment}/{assignment}.ipynb)" in message, (qualname, message)
+        assert f"answer cell {piece} " in message, (qualname, message)
+
+
+def test_sandbox_kit_gets_the_packs_of_earlier_assignments_only(tmp_path):
+    from autograder.harness import build_student_edition
+    ids = release.assignments()
+    assert len(ids) >= 2
+    later = ids[1]
+    kit = Path(build_student_edition(tmp_path / "k", later))
+    assert sorted(p.name for p in (kit / "dlkit" / "_packs").glob("*.py")) == [f"{ids[0]}.py"]
+    kit_none = Path(build_student_edition(tmp_path / "n"))
+    assert not (kit_none / "dlkit" / "_packs").exists()
+    # inside the sandbox (DLKIT_GRADING=1) the baked pack answers for the earlier assignment, and
+    # nothing answers for the assignment being graded
+    first = next(iter(student.answer_cells(student.read_notebook(REPO / "notebooks" / ids[0] / f"{ids[0]}.ipynb"))))
+    own = next(iter(student.answer_cells(student.read_notebook(REPO / "notebooks" / later / f"{later}.ipynb"))))
+    probe = textwrap.dedent(f"""
+        import dlkit.student as s
+        assert s.resolve({ids[0]!r}, {first!r}) is not None and s.where({first!r}) == "pack"
+        try:
+            s.resolve({later!r}, {own!r})
+        except NotImplementedError as exc:
+            assert "while grading" in str(exc), exc
+        else:
+            raise SystemExit("the graded assignment's own piece resolved")
+        print("ok")
+        """)
+    path = os.pathsep.join([str(kit), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    proc = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "DLKIT_BACKEND": "numpy",
+                               "DLKIT_NOTEBOOKS": str(REPO / "notebooks")})  # grading mode: no DLKIT_GRADING needed
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert (kit / "dlkit" / "_grader_kit").is_file() and (kit_none / "dlkit" / "_grader_kit").is_file()
+    assert not (release.student_dlkit(tmp_path / "s") / "dlkit" / "_grader_kit").exists()
+
+
+def test_packs_hold_the_instructor_answers_without_markers(tmp_path):
+    paths = release.write_packs(tmp_path, release.assignments())
+    assert [p.stem for p in paths] == release.assignments()
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text and "HIDDEN TESTS" not in text
+        answers = student.answer_cells(student.read_notebook(REPO / "notebooks" / path.stem / f"{path.stem}.ipynb"))
+        tree = ast.parse(text)
+        defined = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        defined |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        assert set(answers) <= defined, (path.name, set(answers) - defined)
+        assert "DLKIT_PACKS" in text and "packs/" in text  # how to publish it
 
 
 @pytest.fixture(scope="module")
 def built_release(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("release")
     db = f"sqlite:///{out / 'gradebook.db'}"
-    return release.build_release(out / "release", db=db)
+    try:
+        return release.build_release(out / "release", db=db)
+    except release.ReleaseLeak:  # the notebooks are there; test_student_kit_leaks_nothing says what leaked
+        assert not (out / "release" / "kit").exists(), "a leaking kit must not stay in the release"
+        return out / "release"
+
+
+@pytest.mark.slow
+def test_packs_are_written_beside_the_release_never_inside(built_release):
+    packs = built_release.parent / "release_packs"
+    assert sorted(p.stem for p in packs.glob("*.py")) == ASSIGNMENTS
+    assert not list(built_release.rglob("*_packs")) and not list((built_release / "packs").glob("*.py"))
+    assert (built_release / "packs" / "README.md").is_file()
+    with pytest.raises(ValueError, match="must not be written inside"):
+        release.build_release(built_release, packs=built_release / "packs")
 
 
 @pytest.mark.slow
@@ -191,13 +323,13 @@ def test_no_solution_or_hidden_test_text_in_the_release(built_release, ID):
     joined = "\n".join(("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
                        for c in released["cells"])
     assert "BEGIN SOLUTION" not in joined and "BEGIN HIDDEN TESTS" not in joined
-    secret = [ln for src in student.answer_cells(source_nb).values() for ln in _region_lines(student._SOLUTION, src)]
-    secret += [ln for src, _ in student.test_cells(source_nb).values() for ln in _region_lines(student._HIDDEN, src)]
+    secret = [ln for src in student.answer_cells(source_nb).values() for ln in _region_lines(nbcontract._SOLUTION, src)]
+    secret += [ln for src, _ in student.test_cells(source_nb).values() for ln in _region_lines(nbcontract._HIDDEN, src)]
     # What the release should hold: every cell as it is, answers stubbed, hidden regions removed.
     expected = []
     for cell in source_nb["cells"]:
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        expected.append(student.strip_hidden_tests(student.stub_solutions(src)))
+        expected.append(nbcontract.strip_hidden_tests(nbcontract.stub_solutions(src)))
     public = "\n".join(expected)
     leaked = [ln for ln in secret if ln in joined and ln not in public]
     assert not leaked, f"{ID}: solution / hidden-test text reached the release: {leaked[:3]}"

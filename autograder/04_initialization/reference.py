@@ -1,7 +1,8 @@
 """Trusted reference for 04_initialization (hidden checks only; never sent to the sandbox).
 
 Draw order (notebooks/GRADED.md): uniform ``a * (2 * generator.random(shape) - 1)``, normal
-``std * generator.standard_normal(shape)``, shape ``(fan_in, fan_out)``.
+``std * generator.standard_normal(shape)``, shape ``(fan_in, fan_out)``, computed in float64 and
+returned as a ``dlkit.Tensor`` of the requested dtype (float32 by default).
 """
 from __future__ import annotations
 
@@ -31,40 +32,3 @@ def kaiming_uniform_bound(fan_in, fan_out, nonlinearity="relu", mode="fan_in"):
 
 def kaiming_normal_std(fan_in, fan_out, nonlinearity="relu", mode="fan_in"):
     return GAINS[nonlinearity] / math.sqrt(_fan(fan_in, fan_out, mode))
-
-
-def uniform_draw(bound, shape, seed):
-    return bound * (2.0 * np.random.default_rng(seed).random(shape) - 1.0)
-
-
-def normal_draw(std, shape, seed):
-    return std * np.random.default_rng(seed).standard_normal(shape)
-
-
-ANSWERS: dict[str, str] = {
-    "xavier_uniform": '''
-def xavier_uniform(fan_in, fan_out, gain=1.0, generator=None):
-    generator = generator if generator is not None else np.random.default_rng()
-    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return a * (2 * generator.random((fan_in, fan_out)) - 1)
-''',
-    "xavier_normal": '''
-def xavier_normal(fan_in, fan_out, gain=1.0, generator=None):
-    generator = generator if generator is not None else np.random.default_rng()
-    return gain * math.sqrt(2.0 / (fan_in + fan_out)) * generator.standard_normal((fan_in, fan_out))
-''',
-    "kaiming_uniform": '''
-def kaiming_uniform(fan_in, fan_out, nonlinearity="relu", mode="fan_in", generator=None):
-    generator = generator if generator is not None else np.random.default_rng()
-    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
-    bound = dlkit.init.calculate_gain(nonlinearity) * math.sqrt(3.0 / fan)
-    return bound * (2 * generator.random((fan_in, fan_out)) - 1)
-''',
-    "kaiming_normal": '''
-def kaiming_normal(fan_in, fan_out, nonlinearity="relu", mode="fan_in", generator=None):
-    generator = generator if generator is not None else np.random.default_rng()
-    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
-    std = dlkit.init.calculate_gain(nonlinearity) / math.sqrt(fan)
-    return std * generator.standard_normal((fan_in, fan_out))
-''',
-}

@@ -1,8 +1,14 @@
-"""Trusted reference for 05_normalization_regularization (hidden checks only; never sent to the sandbox)."""
+"""Trusted reference for 05_normalization_regularization (hidden checks only; never sent to the sandbox).
+
+Closed forms in float64 for what the student's dlkit Modules must compute, and for the gradients the
+student's engine must produce through them.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+
+# -- batch norm ---------------------------------------------------------------------------------
 
 def batchnorm_forward(x, gamma, beta, eps=1e-5, *, ddof=0, eps_outside=False, use_eps=True, axis=0,
                       affine=True, no_sqrt=False):
@@ -17,6 +23,10 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, *, ddof=0, eps_outside=False, us
     else:
         xhat = (x - mu) / np.sqrt(var + e)
     return gamma * xhat + beta if affine else xhat
+
+
+def batchnorm_eval(x, gamma, beta, running_mean, running_var, eps=1e-5):
+    return gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
 
 
 def batchnorm_backward(dout, x, gamma, eps=1e-5, *, variant="ref"):
@@ -64,51 +74,50 @@ def numerical_batchnorm_grads(dout, x, gamma, beta, eps=1e-5, h=1e-6):
     return out
 
 
-def dropout_mask(shape, p, seed):
-    return np.random.default_rng(seed).random(shape) >= p
+def running_statistics(batches, momentum=0.1, unbiased=True, num_features=None):
+    """PyTorch's convention: running = (1 - momentum) running + momentum batch (var unbiased)."""
+    d = batches[0].shape[1] if num_features is None else num_features
+    mean, var = np.zeros(d), np.ones(d)
+    for b in batches:
+        m = b.shape[0]
+        mean = (1 - momentum) * mean + momentum * b.mean(axis=0)
+        var = (1 - momentum) * var + momentum * b.var(axis=0, ddof=1 if unbiased else 0)
+    return mean, var
 
 
-def dropout_forward(x, p, seed, train=True):
-    if not train:
-        return x.copy(), np.ones(x.shape, dtype=bool)
-    mask = dropout_mask(x.shape, p, seed)
-    return x * mask / (1.0 - p), mask
+# -- layer norm ---------------------------------------------------------------------------------
+
+def layernorm_forward(x, gamma, beta, eps=1e-5, *, axis=-1, ddof=0):
+    mu = x.mean(axis=axis, keepdims=True)
+    var = x.var(axis=axis, ddof=ddof, keepdims=True)
+    return gamma * (x - mu) / np.sqrt(var + eps) + beta
 
 
-def dropout_backward(dout, mask, p):
-    return dout * mask / (1.0 - p)
-
-
-ANSWERS: dict[str, str] = {
-    "batchnorm_forward": '''
-def batchnorm_forward(x, gamma, beta, eps=1e-5):
-    m = x.shape[0]
-    mu = x.sum(axis=0) / m
-    xc = x - mu
-    var = (xc ** 2).sum(axis=0) / m
-    std = np.sqrt(var + eps)
-    xhat = xc / std
-    return gamma * xhat + beta, {"xhat": xhat, "std": std, "gamma": gamma}
-''',
-    "batchnorm_backward": '''
-def batchnorm_backward(dout, cache):
-    xhat, std, gamma = cache["xhat"], cache["std"], cache["gamma"]
-    m = dout.shape[0]
-    dbeta = dout.sum(axis=0)
-    dgamma = (dout * xhat).sum(axis=0)
+def layernorm_backward(dout, x, gamma, eps=1e-5):
+    """Exact gradients of sum(dout * layernorm_forward(x, gamma, beta)) (normalised over the last axis)."""
+    mu = x.mean(axis=-1, keepdims=True)
+    inv = 1.0 / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    xhat = (x - mu) * inv
     dxhat = dout * gamma
-    dx = (m * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) / (m * std)
-    return dx, dgamma, dbeta
-''',
-    "dropout_forward": '''
-def dropout_forward(x, p, generator, train=True):
-    if not train:
-        return x, np.ones_like(x, dtype=bool)
-    mask = generator.random(x.shape) >= p
-    return np.where(mask, x / (1 - p), 0.0), mask
-''',
-    "dropout_backward": '''
-def dropout_backward(dout, mask, p):
-    return np.where(mask, dout / (1 - p), 0.0)
-''',
-}
+    dx = inv * (dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
+    lead = tuple(range(x.ndim - 1))
+    return dx, (dout * xhat).sum(axis=lead), dout.sum(axis=lead)
+
+
+# -- dropout ------------------------------------------------------------------------------------
+
+def dropout_masks(shape, p, seed, calls):
+    """The masks of ``calls`` training-mode forwards on one generator: random(shape) >= p each."""
+    g = np.random.default_rng(seed)
+    return [g.random(shape) >= p for _ in range(calls)]
+
+
+# -- linear -------------------------------------------------------------------------------------
+
+def linear_init(in_features, out_features, seed, bias=True):
+    """dlkit.nn.Linear's default: weight then bias, each U(-1/sqrt(in), 1/sqrt(in)) as bound * (2r - 1)."""
+    g = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(in_features)
+    W = bound * (2.0 * g.random((in_features, out_features)) - 1.0)
+    b = bound * (2.0 * g.random((out_features,)) - 1.0) if bias else None
+    return W, b

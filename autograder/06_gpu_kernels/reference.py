@@ -1,8 +1,6 @@
 """Trusted reference for 06_gpu_kernels (hidden checks only; never sent to the sandbox)."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 
@@ -36,32 +34,47 @@ def tiled_matmul_last_k_tile(A, B, tile=16):
     return A[:, start:] @ B[start:, :]
 
 
-# -- static analysis of a SAXPY kernel source (plain text; never compiled or run here) ------------
+# -- SAXPY: the launches the kernel is graded on -----------------------------------------------
+#: The contract, as the launcher declares it (code: "i" int, "f" float, "P" device buffer).
+SAXPY_SPEC = {"name": "saxpy", "params": [["i", "int"], ["f", "float"], ["P", "const float*"], ["P", "float*"]]}
 
-_SIGNATURE = re.compile(
-    r'extern\s+"C"\s+__global__\s+void\s+saxpy\s*\(\s*int\s+(\w+)\s*,\s*float\s+(\w+)\s*,\s*'
-    r'const\s+float\s*\*\s*(?:__restrict__\s+)?(\w+)\s*,\s*float\s*\*\s*(?:__restrict__\s+)?(\w+)\s*\)')
+#: (group, n, a, threads per block, blocks, buffers end at the guard page?)
+#: "sizes": one thread per element, grid = ceil(n / 256) blocks of 256 (the notebook's launch);
+#: "bounds": more threads than elements (a partial last block, extra blocks), buffers placed at
+#: the guard page on either side, so a write or read outside x / y faults or hits a canary;
+#: "configs": unusual block sizes (1, 17, 33, 1000, 1024 threads).
+#: ``a`` is never an integer, so a kernel taking ``int a`` is wrong on every case.
+SAXPY_CASES = [
+    ("sizes", 1, 2.5, 256, 1, True),
+    ("sizes", 17, -1.75, 256, 1, False),
+    ("sizes", 1000, 0.5, 256, 4, True),
+    ("sizes", 1025, 3.25, 256, 5, False),
+    ("bounds", 17, 1.5, 8, 3, True),
+    ("bounds", 17, 1.5, 8, 3, False),
+    ("bounds", 1000, -0.25, 256, 5, True),
+    ("bounds", 1025, 2.75, 128, 10, False),
+    ("bounds", 1, 0.75, 32, 2, True),
+    ("configs", 1025, 1.25, 1, 1025, True),
+    ("configs", 17, -2.5, 17, 1, False),
+    ("configs", 1000, 0.125, 1000, 1, True),
+    ("configs", 1025, -0.75, 1024, 2, False),
+    ("configs", 1000, 4.5, 33, 31, True),
+]
 
 
-def strip_comments(src: str) -> str:
-    src = re.sub(r"/\*.*?\*/", " ", src, flags=re.S)
-    return re.sub(r"//[^\n]*", " ", src)
+def saxpy_inputs(seed: int = 6):
+    """``[(group, n, a, block, grid, at_end, x, y)]``: float32 inputs, seeded."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for group, n, a, block, grid, at_end in SAXPY_CASES:
+        x = rng.uniform(-4, 4, n).astype(np.float32)
+        y = rng.uniform(-4, 4, n).astype(np.float32)
+        out.append((group, n, a, block, grid, at_end, x, y))
+    return out
 
 
-def saxpy_signature(src: str):
-    """``(n, a, x, y)`` parameter names when the extern "C" saxpy signature is present, else None."""
-    m = _SIGNATURE.search(strip_comments(src))
-    return m.groups() if m else None
-
-
-def has_bounds_check(src: str, n: str) -> bool:
-    """A guard ``if (i < n)`` / ``if (n > i)`` / ``if (i >= n) return`` (or a grid-stride ``for`` loop)."""
-    body = strip_comments(src)
-    n = re.escape(n)
-    patterns = [rf"if\s*\(\s*\w+\s*<\s*{n}\s*\)", rf"if\s*\(\s*{n}\s*>\s*\w+\s*\)",
-                rf"if\s*\(\s*\w+\s*>=\s*{n}\s*\)\s*(\{{\s*)?return", rf"if\s*\(\s*{n}\s*<=\s*\w+\s*\)\s*(\{{\s*)?return",
-                rf"for\s*\([^;]*;\s*\w+\s*<\s*{n}\s*;"]
-    return any(re.search(p, body) for p in patterns)
+def saxpy(a, x, y):
+    return (np.float32(a) * x + y).astype(np.float32)
 
 
 ANSWERS: dict[str, str] = {
@@ -74,6 +87,8 @@ def grid_size(n, block_size):
     "tiled_matmul": '''
 def tiled_matmul(A, B, tile=16):
     m, k = A.shape
+    if B.shape[0] != k:
+        raise ValueError(f"inner dimensions differ: {A.shape} @ {B.shape}")
     n = B.shape[1]
     C = np.zeros((m, n))
     for i in range(0, m, tile):

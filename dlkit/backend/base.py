@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._graded import withheld
+
 Shape = tuple[int, ...]
 Axis = int | tuple[int, ...] | None
 
@@ -127,6 +129,7 @@ class Backend:
 
     def log_softmax(self, a, axis: int = -1): raise NotImplementedError
 
+    @withheld("fused softmax cross-entropy: its gradient is (softmax - onehot)/m, what notebook 01 asks for")
     def softmax_cross_entropy(self, logits, labels):
         """Fused mean cross-entropy of ``logits`` (m, k) against int ``labels`` (m,).
 
@@ -138,11 +141,13 @@ class Backend:
     def one_hot(self, labels, num_classes: int, dtype): raise NotImplementedError
 
     # -- fused optimizer updates (in place) ---------------------------------------
+    @withheld("fused SGD step: the optimizers of notebook 03")
     def sgd_step(self, param, grad, buf, *, lr: float, momentum: float, dampening: float,
                  weight_decay: float, nesterov: bool, first_step: bool) -> None:
         """PyTorch ``SGD`` for one parameter; ``buf`` is the momentum buffer (ignored if momentum == 0)."""
         raise NotImplementedError
 
+    @withheld("fused Adam step: the optimizers of notebook 03")
     def adam_step(self, param, grad, m, v, *, lr: float, beta1: float, beta2: float, eps: float,
                   weight_decay: float, step: int, bias_correction: bool, decoupled: bool) -> None:
         """PyTorch ``Adam`` (``decoupled=False``) / ``AdamW`` (``decoupled=True``) for one parameter.

@@ -35,6 +35,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._graded import withheld
+
 from .base import Axis, Backend, Shape
 # Re-exported so that every name other modules and tests import from dlkit.backend.cuda stays.
 from .cuda_kernels import (  # noqa: F401
@@ -43,7 +45,7 @@ from .cuda_kernels import (  # noqa: F401
     UNARY_OPS, kernel_signatures)
 from .cuda_layout import (  # noqa: F401
     Strides, broadcast_shapes, broadcast_strides, coalesce, contiguous_strides,
-    flat_batch_stride, grid_size, index_view, is_contiguous, layout_offsets, matmul_plan,
+    flat_batch_stride, grid_size, index_view, is_contiguous, matmul_plan,
     normalize_axes, normalize_axis, pack_layout, prod, reduce_parts, reduce_threads,
     reshape_strides, resolve_shape)
 from .cuda_probe import cache_dir, create, reset  # noqa: F401
@@ -576,6 +578,7 @@ class CudaBackend(Backend):
         inverse = [perm.index(d) for d in range(a.ndim)]
         return self.transpose(out, inverse)   # a view back in the caller's axis order
 
+    @withheld("fused softmax cross-entropy: its gradient is (softmax - onehot)/m, what notebook 01 asks for")
     def softmax_cross_entropy(self, logits, labels):
         logits = self._float(logits)
         labels = self._to_device(labels)
@@ -639,6 +642,7 @@ class CudaBackend(Backend):
             checked[name] = x
         return checked
 
+    @withheld("fused SGD step: the optimizers of notebook 03")
     def sgd_step(self, param, grad, buf, *, lr: float, momentum: float, dampening: float,
                  weight_decay: float, nesterov: bool, first_step: bool) -> None:
         arrays = {"grad": grad} if momentum == 0 else {"grad": grad, "buf": buf}
@@ -652,6 +656,7 @@ class CudaBackend(Backend):
                      sc(lr), sc(momentum), sc(dampening), sc(weight_decay),
                      int(bool(nesterov)), int(bool(first_step)))
 
+    @withheld("fused Adam step: the optimizers of notebook 03")
     def adam_step(self, param, grad, m, v, *, lr: float, beta1: float, beta2: float, eps: float,
                   weight_decay: float, step: int, bias_correction: bool, decoupled: bool) -> None:
         st = self._check_state("adam_step", param, grad=grad, m=m, v=v)

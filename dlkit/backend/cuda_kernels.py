@@ -54,7 +54,10 @@ def kernels_dir() -> Path:
         + ". Install dlkit from its repository (pip install . or pip install -e .).")
 
 
-KERNEL_FILES = ("elementwise", "reduce", "softmax_xent", "matmul", "optim")
+KERNEL_FILES: tuple[str, ...] = ("elementwise", "reduce", "softmax_xent", "matmul")
+# BEGIN WITHHELD: the fused optimizer steps (kernels/optim.cu) are not in the student kit
+KERNEL_FILES += ("optim",)
+# END WITHHELD
 MAX_DIMS = 6              # DLKIT_MAX_DIMS in kernels/common.cuh
 LAYOUT_FIELDS = 2 + 5 * MAX_DIMS   # ndim, size, shape[6], strides[4][6]  (int64 each)
 BLOCK = 256               # threads per block of the element-wise kernels
@@ -116,12 +119,17 @@ def kernel_signatures() -> dict[str, dict[str, str]]:
         t = SCALAR_FORMAT[sfx]
         soft[f"logsumexp_rows_{sfx}"] = "PPqq"
         soft[f"log_softmax_rows_{sfx}"] = "PPqq"
+        # BEGIN WITHHELD: fused cross-entropy gradient and optimizer steps (not in the student kit)
         soft[f"softmax_xent_rows_{sfx}"] = "PPPPqq" + t
         opt[f"sgd_step_{sfx}"] = "PPPq" + 4 * t + "ii"
         opt[f"adam_step_{sfx}"] = "PPPPq" + 7 * t + "i"
+        # END WITHHELD
     for name in MATMUL_TILES:
         mm[name] = "PPP" + 9 * "q"
-    return {"elementwise": ew, "reduce": red, "softmax_xent": soft, "matmul": mm, "optim": opt}
+    signatures = {"elementwise": ew, "reduce": red, "softmax_xent": soft, "matmul": mm}
+    if opt:
+        signatures["optim"] = opt
+    return signatures
 
 
 #: matmul kernel name -> (BM, BN) tile; see kernels/matmul.cu.

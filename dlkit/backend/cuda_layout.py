@@ -131,18 +131,6 @@ def pack_layout(shape: Shape, strides_list: Sequence[Strides]) -> np.ndarray:
     return layout
 
 
-def layout_offsets(layout: np.ndarray, i: int, nops: int) -> list[int]:
-    """What ``layout_offsets`` in common.cuh computes for output element ``i`` (for tests)."""
-    ndim = int(layout[0])
-    off = [0] * nops
-    for s in range(MAX_DIMS - 1, MAX_DIMS - ndim - 1, -1):
-        extent = int(layout[2 + s])
-        c, i = i % extent, i // extent
-        for k in range(nops):
-            off[k] += c * int(layout[2 + MAX_DIMS * (1 + k) + s])
-    return off
-
-
 def normalize_axis(axis: int, ndim: int) -> int:
     if not -ndim <= axis < ndim:
         raise np.exceptions.AxisError(axis, ndim)

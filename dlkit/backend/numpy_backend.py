@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._graded import withheld
+
 from .base import Axis, Backend, Shape
 
 
@@ -149,6 +151,7 @@ class NumpyBackend(Backend):
         out = np.subtract(a, self.logsumexp(a, axis, keepdims=True))
         return out
 
+    @withheld("fused softmax cross-entropy: its gradient is (softmax - onehot)/m, what notebook 01 asks for")
     def softmax_cross_entropy(self, logits, labels):
         """Mean over rows of ``logsumexp(z_i) − z_i[y_i]`` and its gradient ``(softmax − onehot)/m``."""
         m, k = logits.shape
@@ -172,6 +175,7 @@ class NumpyBackend(Backend):
         return np.equal(np.expand_dims(labels, -1), np.arange(num_classes)).astype(dtype)
 
     # -- fused optimizer updates (in place) ---------------------------------------
+    @withheld("fused SGD step: the optimizers of notebook 03")
     def sgd_step(self, param, grad, buf, *, lr: float, momentum: float, dampening: float,
                  weight_decay: float, nesterov: bool, first_step: bool) -> None:
         """PyTorch SGD: d = g + wd·p; buf = d (first) or μ·buf + (1−τ)·d; d = d + μ·buf (nesterov) or buf; p −= lr·d."""
@@ -187,6 +191,7 @@ class NumpyBackend(Backend):
             d_p = d_p + momentum * buf if nesterov else buf
         param -= lr * d_p
 
+    @withheld("fused Adam step: the optimizers of notebook 03")
     def adam_step(self, param, grad, m, v, *, lr: float, beta1: float, beta2: float, eps: float,
                   weight_decay: float, step: int, bias_correction: bool, decoupled: bool) -> None:
         """PyTorch Adam / AdamW; see the base class.  ``m``, ``v`` are updated in place."""

@@ -1,9 +1,11 @@
 """Run the CUDA C of ``kernels/*.cu`` on the CPU, for tests on machines without a GPU.
 
-The kernel sources are compiled unchanged with the host C++ compiler, with ``cuda_emu.h``
-force-included to supply ``threadIdx``, ``__syncthreads`` and friends; ``runtime.cpp`` runs
-every thread of a block as a fiber, blocks one after another (see those files).  What it
-checks that nothing else can without a GPU:
+The emulator itself (``cuda_emu.h``, ``runtime.cpp``, the ctypes ``launcher.py``) lives in the
+product, ``autograder/cudaemu/``, because the grader runs students' kernels on it too; this
+test-only part builds dlkit's own kernels against it.  The kernel sources are compiled unchanged
+with the host C++ compiler, with ``cuda_emu.h`` force-included to supply ``threadIdx``,
+``__syncthreads`` and friends; ``runtime.cpp`` runs every thread of a block as a fiber, blocks
+one after another (see those files).  What it checks that nothing else can without a GPU:
 
 * the kernels compute the right values (the parity suite runs on it as the ``cuda-emu``
   backend), including the tiles and grid-stride loops at sizes like 1, 17, 1000 and 1025;
@@ -20,7 +22,6 @@ Use :func:`load` (builds once per source hash into a cache folder, then reuses i
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import shutil
@@ -30,11 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
+from autograder.cudaemu import HERE
+from autograder.cudaemu.launcher import Emulator as _Launcher
 from dlkit.backend.cuda_kernels import KERNELS_DIR, format_items, kernel_signatures
 
-HERE = Path(__file__).resolve().parent
-_CTYPE = {"q": ctypes.c_longlong, "i": ctypes.c_int, "f": ctypes.c_float,
-          "d": ctypes.c_double, "B": ctypes.c_ubyte}
 _ARG_EXPR = {"P": "AnyPtr{{*(void**)a[{i}]}}", "q": "*(long long*)a[{i}]", "i": "*(int*)a[{i}]",
              "f": "*(float*)a[{i}]", "d": "*(double*)a[{i}]", "B": "*(unsigned char*)a[{i}]",
              "s": "*(const Layout*)a[{i}]"}
@@ -138,32 +138,9 @@ def build(kernels_dir: Path = KERNELS_DIR) -> Path:
     return lib
 
 
-class Emulator:
-    """The loaded library: device memory with guard pages, and kernel launches."""
-
-    def __init__(self, path: Path) -> None:
-        self.lib = lib = ctypes.CDLL(str(path))
-        lib.dlkit_emu_alloc.restype = ctypes.c_void_p
-        lib.dlkit_emu_alloc.argtypes = [ctypes.c_size_t]
-        lib.dlkit_emu_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-        lib.dlkit_emu_has_kernel.argtypes = [ctypes.c_char_p]
-        lib.dlkit_emu_launch.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint),
-                                         ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_void_p),
-                                         ctypes.c_char_p, ctypes.c_size_t,
-                                         ctypes.POINTER(ctypes.c_void_p)]
-
-    def alloc(self, nbytes: int) -> int:
-        """Address of ``nbytes`` of fresh memory followed directly by a guard page."""
-        address = self.lib.dlkit_emu_alloc(nbytes)
-        if not address:
-            raise MemoryError(f"cuda emulator: cannot allocate {nbytes} bytes")
-        return address
-
-    def free(self, address: int, nbytes: int) -> None:
-        self.lib.dlkit_emu_free(address, nbytes)
-
-    def has_kernel(self, name: str) -> bool:
-        return bool(self.lib.dlkit_emu_has_kernel(name.encode()))
+class Emulator(_Launcher):
+    """The loaded library (see autograder/cudaemu/launcher.py), launching with the
+    prepared-call formats of dlkit's cuda backend."""
 
     def launch(self, name: str, grid: Sequence[int], block: Sequence[int], fmt: str,
                args: Sequence[Any]) -> tuple[int, str, int]:
@@ -174,24 +151,10 @@ class Emulator:
         items = format_items(fmt)
         if len(items) != len(args):
             raise TypeError(f"{name}: {len(args)} arguments for format {fmt!r}")
-        holders = []
         for (count, code), value in zip(items, args):
-            if code == "s":
-                if not isinstance(value, bytes) or len(value) != count:
-                    raise TypeError(f"{name}: expected {count} bytes, got {value!r:.40}")
-                holders.append(ctypes.create_string_buffer(value, len(value)))
-            elif code == "P":
-                holders.append(ctypes.c_void_p(int(value) or None))
-            else:
-                holders.append(_CTYPE[code](value))
-        argv = (ctypes.c_void_p * max(1, len(holders)))(
-            *[ctypes.cast(ctypes.pointer(h), ctypes.c_void_p) for h in holders])
-        g = (ctypes.c_uint * 3)(*grid)
-        b = (ctypes.c_uint * 3)(*block)
-        err = ctypes.create_string_buffer(1024)
-        fault = ctypes.c_void_p()
-        code = self.lib.dlkit_emu_launch(name.encode(), g, b, argv, err, len(err), ctypes.byref(fault))
-        return code, err.value.decode(), fault.value or 0
+            if code == "s" and (not isinstance(value, bytes) or len(value) != count):
+                raise TypeError(f"{name}: expected {count} bytes, got {value!r:.40}")
+        return self.launch_items(name, grid, block, [(code, value) for (_, code), value in zip(items, args)])
 
 
 _loaded: dict[Path, Emulator | Exception] = {}

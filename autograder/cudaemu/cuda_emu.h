@@ -1,4 +1,5 @@
-// cuda_emu.h -- just enough of CUDA C++ to run dlkit's kernels/*.cu on the CPU, for tests.
+// cuda_emu.h -- just enough of CUDA C++ to run a kernel on the CPU: dlkit's kernels/*.cu in
+// the parity tests, and a student's kernel inside the grading sandbox (autograder/cudaemu).
 //
 // Force-included (g++ -include cuda_emu.h) before a kernel file, so the kernel source is
 // compiled UNCHANGED as ordinary C++.  runtime.cpp then runs a launch the way a GPU would:
@@ -56,3 +57,17 @@ inline T __shfl_down_sync(unsigned int mask, T value, int delta) {
 // CUDA's device-side min / max overloads (the kernels call them on long long).
 using std::max;
 using std::min;
+
+// A few device intrinsics kernels commonly use.  Threads of a block run one at a time and
+// switch only at barriers, so the atomics need no locking here.
+template <typename T>
+inline T __ldg(const T* p) { return *p; }
+inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+template <typename T>
+inline T atomicAdd(T* address, T value) {
+    T old = *address;
+    *address = old + value;
+    return old;
+}

@@ -1,9 +1,12 @@
-// runtime.cpp -- runs one kernel launch of kernels/*.cu on the CPU (see cuda_emu.h).
+// runtime.cpp -- runs one kernel launch on the CPU (see cuda_emu.h): dlkit's kernels/*.cu in
+// the parity tests, a student's kernel inside the grading sandbox.
 //
-// C entry points (called from Python with ctypes, see __init__.py):
-//   dlkit_emu_alloc(nbytes) / dlkit_emu_free(ptr, nbytes)
-//       "device" memory: the buffer ENDS at a page boundary followed by an inaccessible guard
-//       page, so reading or writing even one element past the end faults at once.
+// C entry points (called from Python with ctypes, see launcher.py):
+//   dlkit_emu_alloc(nbytes) / dlkit_emu_alloc_low(nbytes) / dlkit_emu_free(ptr, nbytes)
+//       "device" memory between two inaccessible guard pages.  dlkit_emu_alloc puts the buffer
+//       so that it ENDS at the upper guard page (reading or writing even one element past the
+//       end faults at once); dlkit_emu_alloc_low so that it STARTS right after the lower one
+//       (one element before the start faults).
 //   dlkit_emu_launch(name, grid, block, args, err, errlen, fault)
 //       runs kernel `name` over the whole grid.  args[i] points at the value of argument i.
 //       Returns 0 when it ran to the end, otherwise an error code and a message in `err`:
@@ -217,22 +220,40 @@ extern "C" void dlkit_emu_shfl(unsigned int mask, const void* in, void* out, int
 void dlkit_emu_register(const char* name, KernelThunk thunk) { registry()[name] = thunk; }
 
 // -- called from Python --------------------------------------------------------------------
-extern "C" EXPORT void* dlkit_emu_alloc(size_t nbytes) {
+namespace {
+// [guard page][data pages][guard page]; returns the base (the lower guard page) or nullptr.
+char* map_guarded(size_t nbytes, size_t* data_pages) {
     const size_t page = page_size();
-    const size_t data_pages = (nbytes + page - 1) / page;
-    const size_t total = (data_pages + 2) * page;
+    *data_pages = (nbytes + page - 1) / page;
+    const size_t total = (*data_pages + 2) * page;
     char* base = (char*)mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (base == MAP_FAILED) return nullptr;
     mprotect(base, page, PROT_NONE);
-    mprotect(base + (data_pages + 1) * page, page, PROT_NONE);
-    return base + (data_pages + 1) * page - nbytes;  // ends right at the upper guard page
+    mprotect(base + (*data_pages + 1) * page, page, PROT_NONE);
+    return base;
+}
+}  // namespace
+
+extern "C" EXPORT void* dlkit_emu_alloc(size_t nbytes) {
+    size_t data_pages;
+    char* base = map_guarded(nbytes, &data_pages);
+    if (!base) return nullptr;
+    return base + (data_pages + 1) * page_size() - nbytes;  // ends right at the upper guard page
+}
+
+extern "C" EXPORT void* dlkit_emu_alloc_low(size_t nbytes) {
+    size_t data_pages;
+    char* base = map_guarded(nbytes, &data_pages);
+    if (!base) return nullptr;
+    return base + page_size();  // starts right after the lower guard page
 }
 
 extern "C" EXPORT void dlkit_emu_free(void* ptr, size_t nbytes) {
+    // Either placement: the buffer starts in the first data page, right after the lower guard.
     const size_t page = page_size();
     const size_t data_pages = (nbytes + page - 1) / page;
-    char* end = (char*)ptr + nbytes;
-    munmap(end - (data_pages + 1) * page, (data_pages + 2) * page);
+    char* base = (char*)((uintptr_t)ptr / page * page) - page;
+    munmap(base, (data_pages + 2) * page);
 }
 
 extern "C" EXPORT int dlkit_emu_has_kernel(const char* name) { return registry().count(name) ? 1 : 0; }
