@@ -321,3 +321,88 @@ def test_formgrader_shows_scores_and_messages_per_cell(workflow: dict) -> None:
         assert "Autograder (sandboxed hidden checks)" in view["text"]
     assert "scale(x, 2.5) is wrong" in seen["bob"]["comment"] and "scale(x, 2.5) is wrong" in seen["bob"]["text"]
     assert float(seen["bob"]["scores"]["scale"]) == 0 and "[PASS]" in seen["alice"]["comment"]
+
+
+def test_student_validates_before_submitting(workflow: dict, tmp_path: Path) -> None:
+    """``nbgrader validate`` on a student's notebook (the student's own machine, the student's config)."""
+    home = workflow["base"] / "alice"
+    env = dict(_env(workflow["base"], home), USER="alice", LOGNAME="alice")
+    proc = nbgrader(home, env, "validate", f"{ID}/{ID}.ipynb", ok=False)
+    assert "Success! Your notebook passes all the tests." in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    broken = tmp_path / f"{ID}.ipynb"
+    shutil.copy(home / ID / f"{ID}.ipynb", broken)
+    nb = json.loads(broken.read_text())
+    for cell in nb["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "scale":
+            cell["source"] = "raise NotImplementedError()\n"
+    broken.write_text(json.dumps(nb))
+    proc = nbgrader(tmp_path, env, "validate", broken.name, ok=False)
+    assert "VALIDATION FAILED" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+
+
+def test_student_lab_has_student_tools_not_instructor_tools(tmp_path: Path) -> None:
+    """The release's jupyter-config (``make lab`` puts it on JUPYTER_CONFIG_PATH): formgrader's
+    server extension off and its lab plugins (formgrader, create assignment, course list)
+    disabled; the assignment list and validate stay."""
+    import signal
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+    from autograder.release import write_student_jupyter_config
+    config = write_student_jupyter_config(tmp_path / "release")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(_env(tmp_path, tmp_path / "student"), JUPYTER_CONFIG_PATH=str(config))
+    server = subprocess.Popen(
+        [str(BIN / "jupyter"), "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         "--IdentityProvider.token=t", f"--ServerApp.root_dir={tmp_path}", "--allow-root"],
+        cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"{url}{path}{'&' if '?' in path else '?'}token=t", timeout=10) as r:
+                return r.status, r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token=t", timeout=1).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-3000:]
+                time.sleep(0.2)
+        assert get("/formgrader")[0] == 404                       # no instructor server extension
+        assert get("/assignments?course_id=dlkit")[0] == 200      # the student's assignment list
+        status, page = get("/lab")
+        assert status == 200
+        import re
+        found = re.search(r'<script[^>]*id="jupyter-config-data"[^>]*>(.*?)</script>', page, re.S)
+        assert found, page[:2000]
+        data = json.loads(found.group(1))
+        disabled = data.get("disabledExtensions")
+        disabled = set(disabled) if isinstance(disabled, list) else {k for k, v in (disabled or {}).items() if v}
+        assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+                "@jupyter/nbgrader:course-list"} <= disabled, disabled
+        assert not {"@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:validate-assignment"} & disabled
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_sandbox_limits_come_from_nbgrader_config(tmp_path: Path) -> None:
+    from autograder.preprocessors import limits_from_config
+    from autograder.sandbox import Limits
+    assert limits_from_config(tmp_path) == Limits()
+    (tmp_path / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.DlkitGrader.memory_mb = 2048\nc.DlkitGrader.submission_s = 90.5\n")
+    got = limits_from_config(tmp_path)
+    assert (got.memory_mb, got.submission_s, got.cpu_s) == (2048, 90.5, Limits().cpu_s)
+    assert limits_from_config(ROOT) == Limits()        # the kit's own config sets none
