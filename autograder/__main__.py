@@ -23,7 +23,7 @@ def _grade(args: argparse.Namespace) -> int:
     from .sandbox import Limits
     try:
         with tempfile.TemporaryDirectory(prefix="dlkit-student-edition-") as tmp:
-            kit = args.student_dlkit or build_student_edition(tmp)
+            kit = args.student_dlkit or build_student_edition(tmp, args.assignment)
             results = grade(args.assignment, args.submission, checks_root=args.checks_root,
                             student_dlkit=kit, limits=Limits(), isolate=not args.no_isolation)
     except HarnessError as exc:

@@ -487,7 +487,7 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     t0 = time.monotonic()
     from tqdm.auto import tqdm
     with tempfile.TemporaryDirectory(prefix="dlkit-student-edition-") as tmp:
-        kit = student_dlkit or build_student_edition(tmp)
+        kit = student_dlkit or build_student_edition(tmp, assignment)
         pool = _Pool(workers, (assignment, None if checks_root is None else str(checks_root), kit, isolate,
                                os.getpid()))
         try:

@@ -48,14 +48,15 @@ LIMIT_TRAITS = ("memory_mb", "submission_s", "cpu_s", "nproc", "fsize_mb", "tmpf
 _KIT: dict[str, str] = {}
 
 
-def _student_kit() -> str | None:
-    """The student edition of dlkit, built once per process (removed at exit)."""
-    if "path" not in _KIT:
+def _student_kit(assignment: str) -> str | None:
+    """The grader's student edition of dlkit for ``assignment`` (with the solution packs of the
+    earlier assignments, as the batch builds it), built once per process (removed at exit)."""
+    if assignment not in _KIT:
         from .harness import build_student_edition
         tmp = tempfile.TemporaryDirectory(prefix="dlkit-student-edition-")
         atexit.register(tmp.cleanup)
-        _KIT["path"] = build_student_edition(tmp.name)
-    return _KIT["path"]
+        _KIT[assignment] = build_student_edition(tmp.name, assignment)
+    return _KIT[assignment]
 
 
 def _coursedir(config: Any) -> Any:
@@ -165,7 +166,7 @@ class DlkitGrader(NbGraderPreprocessor):
         from .harness import grade
         nbg = resources["nbgrader"]
         root, path = self._submitted(resources)
-        kit = self.student_dlkit or _student_kit()
+        kit = self.student_dlkit or _student_kit(nbg["assignment"])
         self.log.info("Grading %s with the sandboxed hidden checks (no kernel)", path)
         results = grade(nbg["assignment"], path, checks_root=self.checks_root, student_dlkit=kit,
                         limits=self.limits(), isolate=self.isolate, within=root)
