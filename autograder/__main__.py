@@ -3,6 +3,7 @@
     python -m autograder grade --assignment 01_autodiff_backprop SUBMISSION.ipynb [--json OUT]
     python -m autograder batch --course-dir DIR --assignment ID [--workers N] [--db URL]
     python -m autograder release --out release          (autograder/release.py)
+    python -m autograder gradescope ID [--out ZIP]       (autograder/gradescope.py)
 
 Exit status: 0 when grading happened (whatever the score), 2 for usage or harness errors
 (unknown assignment, unreadable file, broken checks, sandbox cannot start), 1 when a batch
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "release":
         from .release import main as release_main
         return int(release_main(argv[1:]) or 0)
+    if argv and argv[0] in ("gradescope", "gradescope-run"):
+        from . import gradescope
+        return (gradescope.main if argv[0] == "gradescope" else gradescope.run_main)(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="source notebook with the test cells' points (default: found in the course)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_parser("release", help="build the student edition (see autograder/release.py)")
+    sub.add_parser("gradescope", help="write a Gradescope autograder zip (see autograder/gradescope.py)")
     args = parser.parse_args(argv)
     if args.command == "grade":
         return _grade(args)
