@@ -3,7 +3,7 @@
 * ``autograder.api``      the API hidden checks use (``check``, ``fail``, ``expect_array``, ...)
 * ``autograder.harness``  grade one submission: ``grade_notebook(assignment, path) -> dict``
 * ``autograder.sandbox``  the sandboxed worker process (limits, isolation, protocol)
-* ``autograder.worker``   the code that runs INSIDE the sandbox (self-contained)
+* ``autograder.worker``   the code that runs INSIDE the sandbox (with wire.py, isolation.py)
 * ``autograder.batch``    grade nbgrader's ``submitted/`` tree in parallel, resumably
 * ``autograder.gradebook``/``autograder.feedback``  nbgrader gradebook writes, feedback files
 

@@ -48,7 +48,7 @@ import pytest
 
 from . import api
 from . import safefile
-from . import worker as wire
+from . import wire
 from .sandbox import Limits, Sandbox, SandboxStartError, WorkerCrashed, WorkerTimeout
 
 __all__ = ["HarnessError", "grade_notebook", "grade", "checks_dir", "REPO", "CHECKS_ROOT",

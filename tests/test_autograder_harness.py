@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE / "adversarial"))
 
 import course  # noqa: E402
 from autograder import api  # noqa: E402
-from autograder import worker as wire  # noqa: E402
+from autograder import wire  # noqa: E402
 from autograder.harness import analyze_cell, graded_names  # noqa: E402
 from autograder.sandbox import Limits, Sandbox, WorkerCrashed, WorkerTimeout  # noqa: E402
 
@@ -578,7 +578,7 @@ for mode in ("auto", "landlock", "broken_bwrap"):
                "    try:\n        open(repo).read(1)\n        repo_read = True\n    except OSError:\n        repo_read = False\n"
                "    return {'uid': os.getuid(), 'repo_read': repo_read}\n")
         sb.request({"op": "exec", "cells": [["probe", src]]}, [], deadline)
-        from autograder import worker as wire
+        from autograder import wire
         blobs = []
         a = wire.encode([sys.argv[1] + "/autograder/api.py"], blobs)
         reply, b = sb.request({"op": "call", "name": "probe", "args": a}, blobs, deadline)
