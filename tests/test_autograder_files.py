@@ -33,7 +33,7 @@ from formgrader_xss import xss_notebook  # noqa: E402
 from autograder import safefile  # noqa: E402
 from autograder.batch import FAILED, MARKER  # noqa: E402
 from autograder.feedback import atomic_write, check_messages, printable  # noqa: E402
-from autograder.harness import MAX_NOTEBOOK_BYTES  # noqa: E402
+from autograder.base import MAX_NOTEBOOK_BYTES  # noqa: E402
 from autograder.sanitize import formgrader_copy  # noqa: E402
 
 ID = course.ASSIGNMENT

@@ -20,7 +20,8 @@ sys.path.insert(0, str(HERE / "adversarial"))
 import course  # noqa: E402
 from autograder import api  # noqa: E402
 from autograder import wire  # noqa: E402
-from autograder.harness import analyze_cell, graded_names  # noqa: E402
+from autograder.base import graded_names  # noqa: E402
+from autograder.cells import analyze_cell  # noqa: E402
 from autograder.sandbox import Limits, Sandbox, WorkerCrashed, WorkerTimeout  # noqa: E402
 
 
@@ -323,8 +324,9 @@ def test_real_assignment_reference_full_marks_and_stubs_zero(tmp_path: Path) -> 
 
 
 # ------------------------------------------------ h2: bounded parsing, clocks, budgets, isolation
-from autograder import harness  # noqa: E402
-from autograder.harness import Submission, StudentProxy, analyze_cells  # noqa: E402
+from autograder import cells as harness  # noqa: E402  (cell analysis and imports policies)
+from autograder.cells import analyze_cells  # noqa: E402
+from autograder.session import StudentProxy, Submission  # noqa: E402
 
 
 def test_analyze_cells_turns_parse_bombs_into_cell_errors(monkeypatch: pytest.MonkeyPatch) -> None:
