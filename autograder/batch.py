@@ -314,9 +314,9 @@ def _marker_matches(path: Path, key: str) -> bool:
 
 def _no_notebook_results(assignment: str, job: Job) -> dict[str, Any]:
     """No notebook at all: nothing to grade; grade cells stay for manual grading."""
-    return {"score": 0.0, "max_score": 0.0, "tests": [], "functions": {}, "assignment": assignment,
-            "output": f"Your submission folder holds no .ipynb notebook for {assignment}.",
-            "submission": {"path": str(job.submitted_dir), "sha256": None}, "staff_notes": []}
+    from .results import without_notebook
+    return without_notebook(assignment, job.submitted_dir,
+                            f"Your submission folder holds no .ipynb notebook for {assignment}.")
 
 
 def _write_files(course_dir: Path, assignment: str, job: Job, results: dict[str, Any],

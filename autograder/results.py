@@ -63,8 +63,8 @@ def build(assignment: str, path: str | os.PathLike, raw: bytes | None, outcomes:
     staff = [f"{o.nodeid}: {o.staff}" for o in outcomes if o.staff]
     staff += [f"ignored (no @check): {n}" for n in ignored]
     return {
-        "score": round(sum(t["score"] for t in tests), 6),
-        "max_score": round(sum(t["max_score"] for t in tests), 6),
+        "score": round(float(sum(t["score"] for t in tests)), 6),
+        "max_score": round(float(sum(t["max_score"] for t in tests)), 6),
         "output": fatal or "",
         "tests": tests,
         "functions": functions,
@@ -73,6 +73,14 @@ def build(assignment: str, path: str | os.PathLike, raw: bytes | None, outcomes:
         "staff_notes": staff,
         "harness_version": HARNESS_VERSION,
     }
+
+
+def without_notebook(assignment: str, path: str | os.PathLike, message: str) -> Results:
+    """The :class:`Results` of a submission with nothing to grade (no notebook at all): no checks
+    ran, grade cells stay for manual grading, ``message`` says why."""
+    results = build(assignment, path, None, [], [], message)
+    results["max_score"] = 0.0
+    return results
 
 
 def format_summary(results: dict[str, Any]) -> str:
