@@ -101,6 +101,11 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ta = _env(base, base / "ta")
     nbgrader(cdir, ta, "generate_assignment", ID)
     nbgrader(cdir, ta, "release_assignment", ID)
+    # the student kit travels through the exchange too, as its own "assignment" `kit`
+    from autograder.kit import student_dlkit
+    student_dlkit(cdir / "release" / "kit")
+    shutil.copy(ROOT / "pyproject.toml", cdir / "release" / "kit" / "pyproject.toml")
+    nbgrader(cdir, ta, "release_assignment", "kit")
     # two students fetch and submit through the exchange: alice on time, bob after the due date
     answers = {"alice": course.CORRECT, "bob": course.with_cells(scale="def scale(x, a):\n    return x\n")}
     stamps = {}
@@ -111,6 +116,7 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> dict:
             f"c = get_config()\nc.Exchange.root = {str(exchange)!r}\nc.CourseDirectory.course_id = 'dlkit'\n")
         env = dict(_env(base, home), USER=name, LOGNAME=name)
         nbgrader(home, env, "fetch_assignment", ID)
+        nbgrader(home, env, "fetch_assignment", "kit")
         student_edit(home / ID / f"{ID}.ipynb", marker_cells(marker) if name == "bob" else answers[name], marker)
         if name == "bob":    # bob's scale is also wrong
             nb = json.loads((home / ID / f"{ID}.ipynb").read_text())
@@ -131,6 +137,12 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> dict:
     auto = nbgrader(cdir, ta, "autograde", ID)
     return {"base": base, "course": cdir, "checks": checks, "marker": marker, "ta": ta,
             "autograde": auto, "exchange": exchange}
+
+
+def test_students_fetch_the_kit_through_the_exchange(workflow: dict) -> None:
+    kit = workflow["base"] / "alice" / "kit"
+    assert (kit / "pyproject.toml").is_file() and (kit / "dlkit" / "student.py").is_file()
+    assert (kit / "dlkit" / "_graded.py").is_file()
 
 
 def _gradebook(cdir: Path) -> dict:
