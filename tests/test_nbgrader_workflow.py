@@ -267,7 +267,8 @@ def _formgrader_requirements() -> str | None:
 
 @pytest.mark.skipif(_formgrader_requirements() is not None, reason=str(_formgrader_requirements()))
 def test_formgrader_shows_scores_and_messages_per_cell(workflow: dict) -> None:
-    """The TA's view: formgrader (headless Chromium) shows each cell's autograded score and the
+    """The TA's view: formgrader's Autograde button grades in the sandbox (same scores, no student
+    code run), and formgrader (headless Chromium) shows each cell's autograded score and the
     checks' messages (answer-cell comments and the test cells' output)."""
     import signal
     import socket
@@ -296,6 +297,15 @@ def test_formgrader_shows_scores_and_messages_per_cell(workflow: dict) -> None:
             except OSError:
                 assert server.poll() is None, (base / "formgrader.log").read_text()[-3000:]
                 time.sleep(0.2)
+        # formgrader's "Autograde" button (its API) on bob: the same scores, no student code run
+        before = _gradebook(cdir)
+        req = urllib.request.Request(f"{url}/formgrader/api/submission/{ID}/bob/autograde", data=b"",
+                                     method="POST", headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            answer = json.loads(r.read())
+        assert answer["success"], answer
+        assert "sandboxed hidden checks (no kernel)" in answer.get("log", ""), answer
+        assert _gradebook(cdir) == before and not workflow["marker"].exists()
         with Gradebook(f"sqlite:///{cdir / 'gradebook.db'}") as gb:
             ids = {s: gb.find_submission_notebook(ID, ID, s).id for s in ("alice", "bob")}
         with sync_playwright() as p:
