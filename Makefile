@@ -19,7 +19,7 @@ WORKERS ?= 2
 # nbgrader runs tools it installed (alembic) by name: the venv's bin/ must be on PATH
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: lab test test-lib test-notebooks release grade bench site gpu-prep lock clean help
+.PHONY: sysdeps lab test test-lib test-notebooks release grade bench site gpu-prep lock clean help
 
 help:
 	@sed -n '2,10p' Makefile
@@ -67,7 +67,19 @@ test test-lib test-notebooks: export OMP_NUM_THREADS = 1
 # pytest exits 5 when it collected nothing; make treats every non-zero exit as a failure.
 test: test-lib test-notebooks
 
-test-lib: $(VENV)/.installed-dev $(VENV)/.installed-site
+# System tools some tests need: bubblewrap (the sandbox's non-root mode) and Debian's chromium
+# (formgrader and course-site browser tests). Installed when missing and we are root with apt
+# (CI, containers); otherwise those tests skip and say why.
+SYSDEPS := bwrap:bubblewrap chromium:chromium
+sysdeps:
+	@missing=""; for pair in $(SYSDEPS); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+		else echo "note: without$$missing some sandbox and browser tests skip (apt-get install$$missing)"; fi; \
+	fi
+
+test-lib: sysdeps $(VENV)/.installed-dev $(VENV)/.installed-site
 	$(PY) -m pytest -n $(JOBS) tests
 
 test-notebooks: $(VENV)/.installed-dev

@@ -78,6 +78,7 @@ class Job:
     problem: str | None = None                  # why its files cannot be used: graded as 0
     files: dict[str, bytes] = field(default_factory=dict)   # NBGRADER_FILES, read safely
     timestamp: str | None = None                # timestamp.txt, checked with nbgrader's parser
+    sha256: str | None = None                   # of the notebook's bytes, when it could be read
 
 
 def _find_source(course_dir: Path, assignment: str) -> Path | None:
@@ -95,13 +96,14 @@ def discover(course_dir: Path, assignment: str, notebook_id: str) -> list[Job]:
     """Every student's submission folder for ``assignment`` (sorted by student id).
 
     Never follows a link: a linked student or assignment folder becomes a job with a
-    ``problem`` (graded as 0), as does an assignment entry that is not a folder.
+    ``problem`` (graded as 0), as does an assignment entry that is not a folder or that holds
+    more than 10,000 entries.
     """
     root = course_dir / "submitted"
     jobs: list[Job] = []
     if not root.is_dir():
         return jobs
-    for name, kind in sorted(safefile.entries(root).items()):
+    for name, kind in sorted(safefile.entries(root, limit=None).items()):
         student_dir = root / name
         if kind == "a symbolic link":
             jobs.append(Job(name, student_dir / assignment, None, notebook_id,
@@ -109,16 +111,15 @@ def discover(course_dir: Path, assignment: str, notebook_id: str) -> list[Job]:
             continue
         if kind != "a folder" or name.startswith("."):
             continue                     # not a student folder (a stray file, .ipynb_checkpoints)
+        sub = student_dir / assignment
         try:
-            inside = safefile.entries(student_dir, within=course_dir)
+            what = safefile.kind_at(sub, within=course_dir)
         except (safefile.UnsafeFile, OSError):
             continue                     # changed under us: seen on the next run
-        if assignment not in inside:
+        if what is None:
             continue
-        sub = student_dir / assignment
-        if inside[assignment] != "a folder":
-            jobs.append(Job(name, sub, None, notebook_id,
-                            problem=f"{name}/{assignment} is {inside[assignment]}, not a folder"))
+        if what != "a folder":
+            jobs.append(Job(name, sub, None, notebook_id, problem=f"{name}/{assignment} is {what}, not a folder"))
             continue
         try:
             listing = safefile.entries(sub, within=course_dir)
@@ -171,6 +172,7 @@ def _read_submission(course_dir: Path, job: Job) -> bytes:
         job.files.pop("timestamp.txt", None)
         job.timestamp = None
         return b"<problem>" + job.problem.encode("utf-8", "backslashreplace")
+    job.sha256 = hashlib.sha256(data).hexdigest() if job.notebook is not None else None
     return b"".join(hashlib.sha256(part).digest()
                     for part in [data] + [job.files.get(n, b"<none>") for n in NBGRADER_FILES])
 
@@ -487,7 +489,7 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     t0 = time.monotonic()
     from tqdm.auto import tqdm
     with tempfile.TemporaryDirectory(prefix="dlkit-student-edition-") as tmp:
-        kit = student_dlkit or build_student_edition(tmp, assignment)
+        kit = student_dlkit or build_student_edition(tmp, assignment)   # + packs of earlier assignments
         pool = _Pool(workers, (assignment, None if checks_root is None else str(checks_root), kit, isolate,
                                os.getpid()))
         try:
@@ -573,4 +575,32 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     for f in unrecorded:
         print(printable(f"NOT RECORDED (graded, but writing its results failed; see {FAILED}): {f}"),
               file=sys.stderr)
+    for note in _identical_notebooks(jobs, source):
+        print(printable(f"CHECK BY HAND (graded as usual): {note}"), file=sys.stderr)
     return 1 if failures or unrecorded else 0
+
+
+def _identical_notebooks(jobs: list[Job], source: Path | None) -> list[str]:
+    """Submitted notebooks byte-identical to the instructor's source notebook or to each other.
+
+    Links are refused (see :mod:`autograder.safefile`), but ``nbgrader collect`` copies the
+    exchange with ``shutil.copytree``, which follows a student's link as the instructor: what
+    arrives in ``submitted/`` is then a plain copy of the linked file.  Identical bytes are a
+    hint for the TA, never a score (an honest notebook may equal another by chance).
+    """
+    notes = []
+    try:
+        src = hashlib.sha256(source.read_bytes()).hexdigest() if source is not None else None
+    except OSError:
+        src = None
+    same: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.sha256 is not None:
+            same.setdefault(job.sha256, []).append(job.student)
+    for digest, students in sorted(same.items(), key=lambda kv: kv[1]):
+        names = ", ".join(students[:10]) + (f" and {len(students) - 10} more" if len(students) > 10 else "")
+        if digest == src:
+            notes.append(f"the notebook of {names} is byte-identical to the instructor's source notebook {source}")
+        elif len(students) > 1:
+            notes.append(f"{names} submitted byte-identical notebooks")
+    return notes

@@ -23,7 +23,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["UnsafeFile", "read_file", "entries", "kind_of"]
+__all__ = ["UnsafeFile", "read_file", "entries", "kind_at", "kind_of"]
 
 
 class UnsafeFile(Exception):
@@ -134,10 +134,28 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def entries(folder: str | os.PathLike, *, within: str | os.PathLike | None = None) -> dict[str, str]:
+def kind_at(path: str | os.PathLike, *, within: str | os.PathLike) -> str | None:
+    """What ``path`` is (``kind_of`` words, a link is not followed), None if it does not exist;
+    no folder between ``within`` and it may be a link (else :class:`UnsafeFile`)."""
+    start, parts = _parts(Path(path), Path(within))
+    try:
+        fd = _open_dir_chain(start, parts[:-1])
+    except FileNotFoundError:
+        return None
+    try:
+        return kind_of(os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def entries(folder: str | os.PathLike, *, within: str | os.PathLike | None = None,
+            limit: int | None = 10_000) -> dict[str, str]:
     """``{name: kind}`` of a folder's entries, never following links (``kind_of`` words).
 
-    The folder itself must be reachable from ``within`` without links (else :class:`UnsafeFile`).
+    The folder itself must be reachable from ``within`` without links, and hold at most
+    ``limit`` entries (None: no limit), else :class:`UnsafeFile`.
     """
     folder = Path(folder)
     if within is None:
@@ -148,11 +166,14 @@ def entries(folder: str | os.PathLike, *, within: str | os.PathLike | None = Non
     fd = _open_dir_chain(start, parts)
     out = {}
     try:
-        for name in os.listdir(fd):
-            try:
-                out[name] = kind_of(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
-            except FileNotFoundError:
-                continue
+        with os.scandir(fd) as it:
+            for entry in it:
+                if limit is not None and len(out) >= limit:
+                    raise UnsafeFile(f"{'/'.join(parts) or folder.name} holds more than {limit} entries")
+                try:
+                    out[entry.name] = kind_of(entry.stat(follow_symlinks=False).st_mode)
+                except FileNotFoundError:
+                    continue
     finally:
         os.close(fd)
     return out

@@ -17,6 +17,8 @@ copied: :func:`formgrader_notebook` builds a new one from it.
   The cleaned HTML is stored on ONE line inside a ``<div>``, so that formgrader's markdown pass
   sees one HTML block and adds nothing to it.  Math stays as text for MathJax (loaded by
   formgrader with its ``Safe`` extension).
+* At most ``RENDER_BUDGET_CELLS`` cells / ``RENDER_BUDGET_CHARS`` characters are rendered per
+  notebook (this runs in the trusted batch process); the rest is shown as escaped text.
 * Cell metadata keeps only nbgrader's keys with checked types (``grade_id`` must look like an
   nbgrader id); notebook metadata is replaced by a plain Python kernelspec; cell ids are checked.
 
@@ -31,9 +33,11 @@ from typing import Any
 
 __all__ = ["formgrader_copy", "formgrader_notebook", "clean_html", "placeholder_notebook"]
 
-#: Markdown/raw text rendered per notebook; beyond it cells are shown as escaped plain text
-#: (a huge or pathological cell costs the trusted process nothing).
+#: Markdown/raw text (characters, cells) rendered per notebook; beyond it cells are shown as
+#: escaped plain text, so that a huge notebook or 100,000 tiny cells cost the trusted process
+#: (which rebuilds every copy) a bounded time.
 RENDER_BUDGET_CHARS = 1_000_000
+RENDER_BUDGET_CELLS = 2_000
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")      # nbgrader grade_id / nbformat cell id
 _TAGS = frozenset("""a abbr b blockquote br caption code dd del details div dl dt em h1 h2 h3 h4 h5 h6
@@ -72,12 +76,17 @@ def _attribute(tag: str, name: str, value: str) -> bool:
     return True
 
 
+_CLEANER: Any = None
+
+
 def clean_html(fragment: str) -> str:
     """``fragment`` with every tag, attribute and URL outside the allow-list escaped or removed."""
-    import bleach
-    cleaner = bleach.Cleaner(tags=_TAGS, attributes=_attribute, protocols=_PROTOCOLS, strip=False,
-                             strip_comments=True)
-    return cleaner.clean(fragment)
+    global _CLEANER
+    if _CLEANER is None:
+        import bleach
+        _CLEANER = bleach.Cleaner(tags=_TAGS, attributes=_attribute, protocols=_PROTOCOLS, strip=False,
+                                  strip_comments=True)
+    return _CLEANER.clean(fragment)
 
 
 def _one_block(fragment: str) -> str:
@@ -104,12 +113,21 @@ def _attachments(cell: dict[str, Any]) -> dict[str, dict[str, str]]:
     return out
 
 
+_MARKDOWN: Any = None
+
+
 def _markdown_html(source: str, attachments: dict[str, dict[str, str]]) -> str:
     """nbconvert's rendering of a markdown cell; the escaped text if it cannot render it."""
+    global _MARKDOWN
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
-    renderer = IPythonRenderer(escape=False, attachments=attachments, exclude_anchor_links=True)
+
+    def markdown(att: dict) -> Any:
+        return MarkdownWithMath(renderer=IPythonRenderer(escape=False, attachments=att, exclude_anchor_links=True))
+
+    if _MARKDOWN is None:
+        _MARKDOWN = markdown({})            # building one costs ~100 times rendering a cell
     try:
-        return MarkdownWithMath(renderer=renderer).render(source)
+        return (markdown(attachments) if attachments else _MARKDOWN).render(source)
     except Exception:  # noqa: BLE001 - e.g. a missing attachment: show the text, never fail
         return f"<pre>{html.escape(source)}</pre>"
 
@@ -128,12 +146,30 @@ def _nbgrader_meta(meta: Any) -> dict[str, Any] | None:
     return out or None
 
 
+_KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+           "language_info": {"name": "python"}}
+
+
+def _cell(kind: str, cid: str, source: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """An nbformat 4.5 cell (built directly: nbformat's constructors validate each cell, which
+    costs more than rendering it)."""
+    cell = {"cell_type": kind, "id": cid, "metadata": meta, "source": source}
+    if kind == "code":
+        cell.update(execution_count=None, outputs=[])
+    return cell
+
+
+def _writes(cells: list[dict[str, Any]]) -> str:
+    """The notebook's JSON as nbformat writes it (validated by formgrader when it reads it)."""
+    return json.dumps({"cells": cells, "metadata": _KERNEL, "nbformat": 4, "nbformat_minor": 5},
+                      indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def formgrader_notebook(nb: dict[str, Any]) -> str:
     """The notebook JSON (text) formgrader may render, rebuilt from a parsed submission ``nb``."""
-    import nbformat
-    from nbformat import v4
     cells = []
-    budget = RENDER_BUDGET_CHARS
+    seen: set[str] = set()
+    budget, budget_cells = RENDER_BUDGET_CHARS, RENDER_BUDGET_CELLS
     for i, cell in enumerate(nb.get("cells") or []):
         if not isinstance(cell, dict):
             continue
@@ -144,43 +180,29 @@ def formgrader_notebook(nb: dict[str, Any]) -> str:
         if nbg:
             meta["nbgrader"] = nbg
         if kind == "code":
-            new = v4.new_code_cell(source=source, metadata=meta)
-        elif len(source) > budget:         # too much to render: plain escaped text
-            shown = f"<pre>{html.escape(source[:20_000])}</pre><p>[{len(source)} characters, not rendered]</p>"
-            new = (v4.new_markdown_cell if kind == "markdown" else v4.new_raw_cell)(_one_block(shown), metadata=meta)
+            pass                               # shown highlighted (escaped); outputs dropped
+        elif len(source) > budget or budget_cells <= 0:      # too much to render: escaped text
+            shown = f"<pre>{html.escape(source[:20_000])}</pre>"
+            if len(source) > 20_000:
+                shown += f"<p>[{len(source)} characters, not rendered]</p>"
+            source = _one_block(shown)
         elif kind == "markdown":
-            budget -= len(source)
-            new = v4.new_markdown_cell(source=_one_block(clean_html(_markdown_html(source, _attachments(cell)))),
-                                       metadata=meta)
+            budget, budget_cells = budget - len(source), budget_cells - 1
+            source = _one_block(clean_html(_markdown_html(source, _attachments(cell))))
         else:                              # raw (or unknown): nbconvert would emit it verbatim
-            budget -= len(source)
-            new = v4.new_raw_cell(source=_one_block(clean_html(source)), metadata=meta)
+            budget, budget_cells = budget - len(source), budget_cells - 1
+            source = _one_block(clean_html(source))
         cid = cell.get("id")
-        new["id"] = cid if isinstance(cid, str) and _ID.match(cid) else f"cell-{i}"
-        cells.append(new)
-    out = v4.new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "language_info": {"name": "python"}})
-    _dedupe_ids(out)
-    nbformat.validate(out)
-    return nbformat.writes(out)
-
-
-def _dedupe_ids(nb: Any) -> None:
-    seen: set[str] = set()
-    for i, cell in enumerate(nb.cells):
-        if cell["id"] in seen:
-            cell["id"] = f"cell-{i}-dup"
-        seen.add(cell["id"])
+        cid = cid if isinstance(cid, str) and _ID.match(cid) and cid not in seen else f"cell-{i}"
+        seen.add(cid)
+        cells.append(_cell(kind if kind in ("code", "markdown") else "raw", cid, source, meta))
+    return _writes(cells)
 
 
 def placeholder_notebook(reason: str) -> str:
     """A one-cell notebook telling the TA why the submitted file is not shown."""
-    from nbformat import v4, writes
     text = html.escape(f"The submitted notebook is not shown: {reason}")
-    return writes(v4.new_notebook(cells=[v4.new_markdown_cell(_one_block(f"<p><b>{text}</b></p>"))],
-                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}}))
+    return _writes([_cell("markdown", "not-shown", _one_block(f"<p><b>{text}</b></p>"), {})])
 
 
 def formgrader_copy(data: bytes) -> str:

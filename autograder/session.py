@@ -296,6 +296,8 @@ class StudentProxy:
     def run(self, driver_source: str, entry: str, *args: Any, **kwargs: Any) -> Any:
         sub = self._sub
         uses = analyze_cell("<driver>", driver_source).uses   # the check's own (trusted) text
+        # a driver may also name its target in an argument (`globals().get(name)`)
+        uses = set(uses) | {v for v in (*args, *kwargs.values()) if type(v) is str}
         roots = sorted({g for name in uses for g in sub.cells_defining(name)}, key=sub.order.index)
         a, k, blobs = sub._encode_args(args, kwargs)
         sub.load(sub.closure(roots), self._timeout)

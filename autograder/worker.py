@@ -338,8 +338,13 @@ class Worker:
                             f"your answer cells do not define {name!r}", "traceback": ""}}, []
             else:
                 filename = f"<driver {msg['entry']}>"
-                # the trusted driver sees the student's names but does not add to them
+                # the trusted driver sees the student's names (of every policy space, so
+                # `globals().get(name)` works) but does not add to them; the names the worker
+                # provides (np, math, dlkit, ...) always come from the base, never from a cell
                 env = dict(self.ns)
+                for g in self.spaces.values():
+                    env.update((k, v) for k, v in g.items()
+                               if k not in PROVIDED and not k.startswith("__"))
                 env["__builtins__"] = _CellBuiltins(self.builtins, self, "<driver>", None)
                 try:
                     exec(compile(msg["source"], filename, "exec"), env)

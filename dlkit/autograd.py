@@ -8,9 +8,10 @@ The idea in five lines
 2. Each op also knows its vector-Jacobian product (VJP): given the gradient ``G`` of a
    scalar loss with respect to its output, ``op.gradient(G, node)`` returns the gradient with
    respect to each input, e.g. for ``C = A @ B``: ``(G @ Bᵀ, Aᵀ @ G)``.
-3. ``loss.backward()`` sorts the graph topologically (inputs before outputs), then walks it
-   from the loss back to the leaves, applying each op's VJP and *summing* the contributions
-   that reach a tensor along different paths (the multivariate chain rule).
+3. ``loss.backward()`` sorts the graph topologically (:func:`topological_order`: inputs
+   before outputs), then walks it from the loss back to the leaves (:func:`backward_sweep`),
+   applying each op's VJP and *summing* the contributions that reach a tensor along different
+   paths (the multivariate chain rule).
 4. The VJPs are themselves written with Tensor ops, so with ``create_graph=True`` the
    backward pass records a graph of its own and can be differentiated again (Hessians).
 5. Leaves (tensors you created with ``requires_grad=True``) receive ``.grad``; it accumulates
@@ -20,13 +21,14 @@ Shapes: a gradient always has exactly the shape of the tensor it belongs to.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from ._graded import graded
 from .backend import Backend, get_backend
+from .shapes import FLOAT_DTYPES
 
-FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 _GRAD_ENABLED = True
 
 
@@ -64,9 +66,15 @@ class no_grad:
         return wrapper
 
 
-def _grad_mode(enabled: bool) -> no_grad:
-    """``with _grad_mode(flag):`` records the graph iff ``flag`` (backward uses ``create_graph``)."""
-    return no_grad(enabled)
+class set_grad_enabled(no_grad):
+    """``with set_grad_enabled(flag):`` records the graph inside the block iff ``flag``.
+
+    The backward sweep runs under ``set_grad_enabled(create_graph)``: the VJPs it applies are
+    recorded (and can be differentiated again) only when asked for.
+    """
+
+    def __init__(self, mode: bool):
+        super().__init__(bool(mode))
 
 
 # --------------------------------------------------------------------------- ops
@@ -290,12 +298,12 @@ class Tensor:
                                "its graph was created with requires_grad=True (or it was "
                                "computed under no_grad / from .detach())")
         seed = _seed_gradient(self, out_grad, "backward()")
-        order = _topological_order([self])
-        leaves = {n for n in order if n._op is None}
-        grads = _reverse_sweep(order, {self: seed}, leaves, create_graph)
+        grads = _checked(backward_sweep(self, seed, create_graph), "backward()")
         seen: set[int] = set()
-        with _grad_mode(create_graph):
+        with set_grad_enabled(create_graph):
             for leaf, g in grads.items():
+                if leaf._op is not None or not leaf._requires_grad:
+                    continue
                 if not create_graph:
                     # .grad must own its memory: optimizers may update it in place, so it must
                     # not be the caller's out_grad, another leaf's .grad, or a (numpy) view
@@ -394,58 +402,62 @@ def _seed_gradient(output: Tensor, out_grad: Any, who: str) -> Tensor:
     return out_grad
 
 
-def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
-    """Every tensor that requires grad and reaches a root, inputs before outputs (DFS post-order).
-
-    (Tensors hash by identity, so they can be set members and dict keys.)
-    """
+@graded("01_autodiff_backprop", "topological_order")
+def topological_order(output: Tensor) -> list[Tensor]:
+    """Every tensor that requires grad and reaches ``output`` (itself included), each once,
+    every tensor after all of its inputs: a depth-first post-order, without recursion."""
     order: list[Tensor] = []
-    visited: set[Tensor] = set()
-    for root in roots:
-        if root in visited:
-            continue
-        visited.add(root)
-        stack = [(root, iter(root._inputs))]
-        while stack:
-            node, children = stack[-1]
-            for x in children:
-                if x._requires_grad and x not in visited:
-                    visited.add(x)
-                    stack.append((x, iter(x._inputs)))
-                    break
-            else:                       # all inputs done: node comes after them
-                stack.pop()
-                order.append(node)
+    visited = {output}
+    stack = [(output, iter(output.inputs))]
+    while stack:
+        node, inputs = stack[-1]
+        for x in inputs:
+            if x.requires_grad and x not in visited:
+                visited.add(x)
+                stack.append((x, iter(x.inputs)))
+                break
+        else:                           # all of node's inputs are placed: node comes next
+            stack.pop()
+            order.append(node)
     return order
 
 
-def _reverse_sweep(order: list[Tensor], grads: dict[Tensor, Tensor], keep: set[Tensor],
-                   create_graph: bool) -> dict[Tensor, Tensor]:
-    """Walk ``order`` backwards applying VJPs; return the gradients of the nodes in ``keep``.
+@graded("01_autodiff_backprop", "backward_sweep")
+def backward_sweep(output: Tensor, out_grad: Tensor,
+                   create_graph: bool = False) -> dict[Tensor, Tensor]:
+    """``{tensor: ∂⟨out_grad, output⟩/∂tensor}`` for the tensors of ``topological_order(output)``.
 
-    ``grads`` maps node -> ∂out/∂node, initially just the seed.  A node's gradient is
-    complete once every consumer (all later in ``order``) has added its contribution.
+    Walks the order backwards; a tensor's gradient is complete once every consumer (all later
+    in the order) has added its VJP contribution.  The VJPs are recorded iff ``create_graph``.
     """
-    kept: dict[Tensor, Tensor] = {}
-    with _grad_mode(create_graph):
-        for node in reversed(order):
-            g = grads.pop(node, None)
-            if g is None:
+    grads = {output: out_grad}
+    with set_grad_enabled(create_graph):
+        for node in reversed(topological_order(output)):
+            g = grads.get(node)
+            if g is None or node.op is None:
                 continue
-            if node in keep:
-                kept[node] = g
-            op = node._op
-            if op is None:
-                continue
-            for x, gx in zip(node._inputs, op.gradient(g, node)):
-                if gx is None or not x._requires_grad:
-                    continue
-                if gx._array.shape != x._array.shape:
-                    raise RuntimeError(f"{type(op).__name__}.gradient returned a gradient "
-                                       f"of shape {gx.shape} for an input of shape {x.shape}")
-                prev = grads.get(x)
-                grads[x] = gx if prev is None else prev + gx
-    return kept
+            for x, gx in zip(node.inputs, node.op.gradient(g, node)):
+                if gx is not None and x.requires_grad:
+                    grads[x] = grads[x] + gx if x in grads else gx
+    return grads
+
+
+def _checked(grads: Any, who: str) -> dict[Tensor, Tensor]:
+    """The sweep's result, with a clear error where a gradient has the wrong shape or type."""
+    if not isinstance(grads, dict):
+        raise TypeError(f"{who}: backward_sweep returned a {type(grads).__name__}, "
+                        f"expected a dict {{tensor: gradient}}")
+    for node, g in grads.items():
+        if not isinstance(g, Tensor) or g.shape != node.shape:
+            made_by = f"made by {type(node._op).__name__}" if node._op else "a leaf"
+            got = f"shape {g.shape}" if isinstance(g, Tensor) else f"a {type(g).__name__}"
+            users = sorted({type(t._op).__name__ for t in grads
+                            if t._op is not None and any(x is node for x in t._inputs)})
+            raise RuntimeError(f"{who}: the gradient of a tensor of shape {node.shape} "
+                               f"({made_by}) is {got}; it comes from the gradient method of "
+                               f"{' / '.join(users) or 'an op'}, which must return one gradient "
+                               f"shaped like each input")
+    return grads
 
 
 def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor]",
@@ -477,18 +489,19 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
         if not x.requires_grad:
             raise ValueError(f"grad(): inputs[{i}] (shape {x.shape}, {x.dtype}) does not require "
                              f"grad; create it with requires_grad=True")
-    grads: dict[Tensor, Tensor] = {}
-    roots = []
+    totals: dict[Tensor, Tensor] = {}
+    wanted = set(inputs)
     for k, (y, gy) in enumerate(zip(outputs, out_grads)):
         if not y.requires_grad:
             continue
         seed = _seed_gradient(y, gy, f"grad() (output {k})")
-        prev = grads.get(y)
-        with _grad_mode(create_graph):
-            grads[y] = seed if prev is None else prev + seed
-        roots.append(y)
-    order = _topological_order(roots)
-    kept = _reverse_sweep(order, grads, set(inputs), create_graph)
+        grads = _checked(backward_sweep(y, seed, create_graph), "grad()")
+        with set_grad_enabled(create_graph):
+            for x in wanted:
+                g = grads.get(x)
+                if g is not None:
+                    totals[x] = totals[x] + g if x in totals else g
+    kept = totals
     result: list[Tensor | None] = []
     for i, x in enumerate(inputs):
         g = kept.get(x)

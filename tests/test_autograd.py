@@ -321,3 +321,64 @@ def test_mlp_manual_backprop_equals_autodiff(activation):
     ops.softmax_cross_entropy(h, dlkit.tensor(y, dtype="int64")).backward()
     for W, expected in zip(tW, manual):
         np.testing.assert_allclose(W.grad.numpy(), expected, rtol=1e-10, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- the engine's two pieces
+def test_backward_and_grad_run_exactly_the_two_engine_pieces(monkeypatch):
+    from dlkit import autograd
+    calls = []
+    sweep, order = autograd.backward_sweep, autograd.topological_order
+    monkeypatch.setattr(autograd, "backward_sweep",
+                        lambda *a: calls.append("sweep") or sweep(*a))
+    monkeypatch.setattr(autograd, "topological_order",
+                        lambda *a: calls.append("order") or order(*a))
+    x = t64([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    dlkit.grad((x * 3.0).sum(), x)
+    assert calls == ["sweep", "order", "sweep", "order"]
+    assert x.grad.numpy().tolist() == [2.0, 4.0]
+
+
+def test_topological_order_lists_each_tensor_once_inputs_first():
+    from dlkit.autograd import topological_order
+    x, c = t64([0.5], requires_grad=True), t64([2.0])
+    a = x * c                       # c is a constant: not in the order
+    b = ops.exp(x)
+    y = a * b + x
+    order = topological_order(y)
+    assert len(order) == len({id(t) for t in order}) == 5
+    place = {id(t): i for i, t in enumerate(order)}
+    assert id(c) not in place and order[-1] is y
+    for t in order:
+        assert all(place[id(p)] < place[id(t)] for p in t.inputs if p.requires_grad)
+
+
+def test_backward_sweep_returns_every_tensors_gradient_and_sets_no_grad():
+    from dlkit.autograd import backward_sweep
+    x = t64([0.7, -0.2], requires_grad=True)
+    h = x * x
+    y = ops.exp(h)
+    seed = t64([1.0, 3.0])
+    grads = backward_sweep(y, seed)
+    np.testing.assert_allclose(grads[h].numpy(), seed.numpy() * np.exp([0.49, 0.04]))
+    np.testing.assert_allclose(grads[x].numpy(), grads[h].numpy() * 2 * x.numpy())
+    assert x.grad is None and not grads[x].requires_grad
+    with dlkit.no_grad():       # create_graph records even inside no_grad
+        g = backward_sweep(y, seed, True)[x]
+    assert g.requires_grad
+
+
+def test_a_wrong_shaped_vjp_is_reported_naming_the_op(monkeypatch):
+    monkeypatch.setattr(ops.Negate, "gradient", lambda self, g, node: (g.sum(),))
+    x = t64([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"shape \(2,\) \(a leaf\) is shape \(\).*of Negate"):
+        (-x).backward(t64([1.0, 1.0]))
+
+
+def test_set_grad_enabled_switches_recording_both_ways():
+    x = t64([1.0], requires_grad=True)
+    with dlkit.autograd.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+        with dlkit.autograd.set_grad_enabled(True):
+            assert (x * 2).requires_grad
+    assert dlkit.is_grad_enabled()

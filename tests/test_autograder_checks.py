@@ -326,15 +326,24 @@ def write_notebook(cells: dict[str, str], path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def student_edition(tmp_path_factory):
-    _harness()
-    from autograder.release import student_dlkit
-    return str(student_dlkit(tmp_path_factory.mktemp("student-edition")))
+    """The grader's kit of each assignment (built once): the student edition plus the solution
+    packs of the earlier assignments, exactly what the batch grades with."""
+    harness = _harness()
+    kits: dict[str, str] = {}
+
+    def kit(assignment: str) -> str:
+        if assignment not in kits:
+            kits[assignment] = harness.build_student_edition(
+                tmp_path_factory.mktemp(f"student-edition-{assignment[:2]}"), assignment)
+        return kits[assignment]
+    return kit
 
 
-def _grade_real(assignment: str, cells: dict[str, str], path: Path, student_edition: str) -> dict:
+def _grade_real(assignment: str, cells: dict[str, str], path: Path, student_edition) -> dict:
     harness = _harness()
     write_notebook(cells, path)
-    return harness.grade_notebook(assignment, path, student_dlkit=student_edition, in_process=False)
+    return harness.grade_notebook(assignment, path, student_dlkit=student_edition(assignment),
+                                  in_process=False)
 
 
 def _stubbed(cells: dict[str, str]) -> dict[str, str]:

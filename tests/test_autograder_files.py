@@ -81,6 +81,14 @@ def test_read_file_never_follows_a_linked_folder_below_within(tmp_path: Path) ->
     assert kinds == {"mallory": "a symbolic link"}
 
 
+def test_a_folder_with_too_many_entries_is_refused(tmp_path: Path) -> None:
+    for i in range(12):
+        (tmp_path / f"f{i}").touch()
+    assert len(safefile.entries(tmp_path, limit=12)) == 12
+    with pytest.raises(safefile.UnsafeFile, match="more than 11 entries"):
+        safefile.entries(tmp_path, limit=11)
+
+
 def test_device_file_is_never_opened(tmp_path: Path) -> None:
     try:
         os.mknod(tmp_path / "dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))   # like /dev/null
@@ -152,6 +160,26 @@ def test_formgrader_copy_has_no_active_content() -> None:
     assert nb["metadata"] == {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                               "language_info": {"name": "python"}}
     assert "not valid notebook JSON" in formgrader_copy(b"{ nope")
+    import nbformat
+    nbformat.validate(nbformat.reads(formgrader_copy(json.dumps(xss_notebook()).encode()), 4))
+    nbformat.validate(nbformat.reads(formgrader_copy(b"{ nope"), 4))
+
+
+def test_formgrader_copy_of_a_huge_notebook_renders_a_bounded_part() -> None:
+    """100,000 tiny markdown cells (6 MB) or one 5 MB cell: rendering (the trusted process's
+    work per copy) stops at a budget; the rest is shown as escaped text."""
+    from autograder.sanitize import RENDER_BUDGET_CELLS
+    many = course.notebook({})
+    many["cells"] = [{"cell_type": "markdown", "metadata": {}, "source": "<b>x</b> *y*"}] * 100_000
+    cells = json.loads(formgrader_copy(json.dumps(many).encode()))["cells"]
+    assert len(cells) == 100_000
+    rendered = sum("<em>y</em>" in "".join(c["source"]) for c in cells)
+    assert rendered == RENDER_BUDGET_CELLS
+    assert "*y*" in "".join(cells[-1]["source"]) and "&lt;b&gt;" in "".join(cells[-1]["source"])
+    big = course.notebook({})
+    big["cells"] = [{"cell_type": "markdown", "metadata": {}, "source": "*a* " * (5 << 18)}]
+    text = "".join(json.loads(formgrader_copy(json.dumps(big).encode()))["cells"][0]["source"])
+    assert "characters, not rendered" in text and len(text) < 30_000
 
 
 # =============================================================================================
@@ -183,6 +211,9 @@ CASES = {
     "surrogate_message": Case("ValueError", zero=("scale",)),   # a lone surrogate in the error text
     "surrogate_print": Case("should be 26", zero=("count",)),
     "formgrader_xss": Case("", zero=()),                   # right answers: full marks, page sanitized
+    # what `nbgrader collect` (shutil.copytree follows links) makes of a link to the source:
+    # a plain copy; graded as usual, but the batch tells the TA (test_copy_of_the_source_is_flagged)
+    "copy_of_source": Case("", zero=()),
 }
 
 
@@ -274,6 +305,7 @@ def _make_course(base: Path, template_db: Path | None = None) -> tuple[Path, Pat
     course.write_notebook(folder("surrogate_print") / NB, course.with_cells(
         count="def count(widths):\n    print(chr(0xdcff) * 5)\n    return -1\n"))
     (folder("formgrader_xss") / NB).write_text(json.dumps(xss_notebook()))
+    (folder("copy_of_source") / NB).write_bytes(source.read_bytes())
     if template_db is not None:
         import shutil
         shutil.copy(template_db, cdir / "gradebook.db")
@@ -381,6 +413,11 @@ def test_linked_and_secret_content_never_copied_out(graded: dict) -> None:
     # the linked-folder students did not get the linked work recorded as theirs
     assert _results(graded, "linked_student_dir")["score"] == 0
     assert _results(graded, "linked_assignment_dir")["score"] == 0
+
+
+def test_copy_of_the_source_is_flagged(graded: dict) -> None:
+    lines = [ln for ln in graded["first"].stderr.splitlines() if ln.startswith("CHECK BY HAND")]
+    assert any("copy_of_source" in ln and "instructor's source notebook" in ln for ln in lines), lines
 
 
 def test_nothing_outside_the_course_or_under_submitted_changes(graded: dict) -> None:

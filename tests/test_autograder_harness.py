@@ -244,7 +244,7 @@ def test_graded_md_maps_names_to_assignments() -> None:
     names = graded_names()
     if not names:
         pytest.skip("notebooks/GRADED.md not present")
-    assert names["matmul_vjp"] == "01_autodiff_backprop"
+    assert names["matmul_gradient"] == "01_autodiff_backprop"
     assert names["broadcast_shape"] == "00_arrays_broadcasting"
 
 

@@ -361,20 +361,21 @@ SANDBOX_SAMPLE = [(A04, "xavier_normal", "dlkit.init.normal"), (A04, "xavier_uni
 
 
 @pytest.fixture(scope="module")
-def kit_dir(tmp_path_factory):
-    from autograder.release import student_dlkit
-    return str(student_dlkit(tmp_path_factory.mktemp("kit")))
+def kit_dirs(tmp_path_factory):
+    """The grader's kit per assignment: student edition + packs of the earlier assignments."""
+    from autograder.harness import build_student_edition
+    return {aid: build_student_edition(tmp_path_factory.mktemp(f"kit{aid[:2]}"), aid) for aid in (A04, A05)}
 
 
 @pytest.mark.parametrize("assignment,name,description", SANDBOX_SAMPLE,
                          ids=[f"{n}-{d}" for _, n, d in SANDBOX_SAMPLE])
-def test_shortcut_scores_zero_in_the_sandbox(assignment, name, description, kit_dir, tmp_path):
+def test_shortcut_scores_zero_in_the_sandbox(assignment, name, description, kit_dirs, tmp_path):
     from autograder import harness
     from tests.test_autograder_checks import write_notebook
     cells = dict(notebook_answers(assignment))
     cells[name] = (SHORTCUTS_04 if assignment == A04 else SHORTCUTS_05)[name][description]
     result = harness.grade_notebook(assignment, write_notebook(cells, tmp_path / "nb.ipynb"),
-                                    student_dlkit=kit_dir, in_process=False)
+                                    student_dlkit=kit_dirs[assignment], in_process=False)
     assert not result["staff_notes"], result["staff_notes"]
     functions = result["functions"]
     assert functions[name]["score"] == 0 < functions[name]["max_score"], functions[name]

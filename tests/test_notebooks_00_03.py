@@ -35,7 +35,11 @@ graded_tests_of = student.test_cells      # not named test_*: pytest would colle
 ASSIGNMENTS = ("00_arrays_broadcasting", "01_autodiff_backprop", "02_fully_connected", "03_optimization")
 EXPECTED = {
     "00_arrays_broadcasting": ["broadcast_shape", "unbroadcast", "linear_forward"],
-    "01_autodiff_backprop": ["matmul_vjp", "relu_vjp", "logsumexp_vjp", "mlp_backward"],
+    "01_autodiff_backprop": ["topological_order", "backward_sweep", "sum_to_shape", "add_gradient",
+                             "mul_gradient", "div_gradient", "negate_gradient", "power_gradient",
+                             "exp_gradient", "log_gradient", "relu_gradient", "matmul_gradient",
+                             "summation_gradient", "broadcast_to_gradient", "reshape_gradient",
+                             "transpose_gradient", "logsumexp_gradient"],
     "02_fully_connected": ["mlp_forward", "count_parameters"],
     "03_optimization": ["gradient_descent", "newton_step", "SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam",
                         "AdamW"],

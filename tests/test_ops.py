@@ -347,3 +347,60 @@ def test_reshape_stack_concat_errors():
         dlkit.concatenate([x, dlkit.tensor(np.ones((2, 2)))], axis=0)
     with pytest.raises(ValueError, match="axis 2"):
         x.sum(axis=2)
+
+
+# --------------------------------------------------------------------------- dlkit.shapes
+def test_shape_rules_match_numpy():
+    from dlkit import shapes
+    for pair in [((3, 4), (4,)), ((2, 1, 3), (4, 1)), ((), (2,)), ((5,), (5,)), ((1,), (3, 1))]:
+        assert shapes.broadcast_shapes(*pair) == np.broadcast_shapes(*pair)
+        assert shapes.broadcast_shapes(*pair, what="add") == np.broadcast_shapes(*pair)
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        shapes.broadcast_shapes((3,), (4,))
+    with pytest.raises(ValueError, match=r"add: shapes \(2, 3\) and \(4,\).*axis -1: 3 vs 4"):
+        shapes.broadcast_shapes((2, 3), (4,), what="add")
+    assert shapes.normalize_axes(None, 3) == (0, 1, 2)
+    assert shapes.normalize_axes((-1, 0), 3, "sum") == (0, 2)
+    with pytest.raises(np.exceptions.AxisError):
+        shapes.normalize_axes(3, 3)
+    with pytest.raises(ValueError, match="sum: axis 3 is out of range"):
+        shapes.normalize_axes(3, 3, "sum")
+    with pytest.raises(ValueError, match="repeated axis"):
+        shapes.normalize_axes((0, -2), 2, "sum")
+    assert shapes.resolve_shape(12, (3, -1)) == (3, 4) == np.empty(12).reshape(3, -1).shape
+    with pytest.raises(ValueError, match="cannot reshape array of size 12"):
+        shapes.resolve_shape(12, (5, -1))
+    assert shapes.check_index((0, Ellipsis), (2, 3, 4)) == (0, slice(None), slice(None))
+    assert shapes.check_permutation(None, 3, (1, 2, 3)) == (2, 1, 0)
+
+
+def test_the_cuda_layout_uses_the_same_shape_rules():
+    from dlkit import shapes
+    from dlkit.backend import cuda_layout
+    assert cuda_layout.broadcast_shapes is shapes.broadcast_shapes
+    assert cuda_layout.normalize_axes is shapes.normalize_axes
+    assert cuda_layout.resolve_shape is shapes.resolve_shape
+
+
+def test_cross_entropy_of_the_student_kit_equals_the_fused_one():
+    """The kit drops the fused pass (a WITHHELD region); what is left computes the same loss and,
+    through the ops' own VJPs, the same gradient."""
+    import types
+    from pathlib import Path
+    from autograder.kit import strip_withheld_regions
+    source, _ = strip_withheld_regions(Path(ops.__file__).read_text(encoding="utf-8"), "ops.py")
+    assert "SoftmaxCrossEntropy" not in source
+    kit_ops = types.ModuleType("dlkit._kit_ops")
+    kit_ops.__package__ = "dlkit"
+    exec(compile(source, "kit ops.py", "exec"), kit_ops.__dict__)
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 4)) * 3
+    labels = rng.integers(0, 4, 6)
+    grads = []
+    for fn in (ops.softmax_cross_entropy, kit_ops.softmax_cross_entropy):
+        z = dlkit.tensor(logits, requires_grad=True, dtype="float64")
+        loss = fn(z, dlkit.tensor(labels, dtype="int64"))
+        loss.backward()
+        grads.append((loss.item(), z.grad.numpy()))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-10, atol=1e-12)

@@ -1,70 +1,201 @@
 """Hidden checks for 00_arrays_broadcasting (points: broadcast_shape 3, unbroadcast 4, linear_forward 2)."""
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
 
-from autograder.api import load_reference, check, diagnose, expect_array, fail
+from autograder.api import load_reference, check, expect_array, fail
 
 
 ref = load_reference(__file__)
 
 
-# -- broadcast_shape ---------------------------------------------------------------------------
+# -- calling the student's function: structure first, and no side effects ------------------------
+# GRADED.md: an answer has no side effects, so it must leave its arguments exactly as it got them.
+# The trusted driver below hands the arguments to the student's function inside the sandbox and
+# sends them back after the call; they are compared here with the grader's private copies.
 
-def _expect_shape(got, sa, sb):
+def _pure_driver(name: str) -> str:
+    return (f"def entry(args, kwargs):\n"
+            f"    out = {name}(*args, **kwargs)\n"
+            f"    return [out, args, kwargs]\n")
+
+
+def _same(a, b) -> bool:
+    """Exactly equal plain data: same types, shapes, dtypes and values (NaN equals NaN)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is np.ndarray:
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b or (a != a and b != b)
+
+
+def _change(before, now) -> str:
+    if type(before) is np.ndarray and type(now) is np.ndarray:
+        if before.shape != now.shape or before.dtype != now.dtype:
+            return f"it was an array of shape {before.shape}, dtype {before.dtype}; afterwards {now.shape}, {now.dtype}"
+        changed = int(np.count_nonzero(before != now))
+        return f"{changed} of its {before.size} entries changed"
+    if type(before) is list and type(now) is list and len(before) != len(now):
+        return f"it was a list of length {len(before)}; afterwards of length {len(now)}"
+    return "its contents changed"
+
+
+def call_pure(student, name: str, params: tuple[str, ...], *args, **kwargs):
+    """``name(*args, **kwargs)`` run by the student, failing if it modified any argument in place."""
+    private = copy.deepcopy(args), copy.deepcopy(kwargs)
+    back = student.run(_pure_driver(name), "entry", list(args), dict(kwargs))
+    if type(back) is not list or len(back) != 3 or type(back[1]) is not list or len(back[1]) != len(args) \
+            or type(back[2]) is not dict or back[2].keys() != kwargs.keys():
+        fail(f"{name}(...) could not be checked: the grader's driver got an unexpected reply.")
+    out = back[0]
+    pairs = list(zip(params, private[0], back[1])) + [(k, private[1][k], back[2][k]) for k in kwargs]
+    for pname, before, now in pairs:
+        if not _same(before, now):
+            fail(f"{name} modified its argument `{pname}` in place ({_change(before, now)}). Answers must "
+                 "not change their inputs (GRADED.md: no side effects; the caller still needs them): "
+                 "compute into a new array (e.g. `x = x - m` instead of `x -= m`, or work on `x.copy()`), "
+                 "and do not append to, pop from or reorder a list you were given.")
+    return out
+
+
+def expect_float64(x, shape, name):
+    """A float64 ndarray of ``shape`` (GRADED.md: arrays are float64 unless stated)."""
+    x = expect_array(x, shape=shape, dtype_kind="f", name=name)
+    if x.dtype != np.float64:
+        fail(f"{name} has dtype {x.dtype}; the contract is float64 (GRADED.md), so do not convert the "
+             "result (e.g. .astype(np.float32)): numpy keeps float64 when the inputs are float64.")
+    return x
+
+
+def known_mistake(got, want, variants, *, rtol: float, atol: float):
+    """The one known mistake ``got`` matches, using the check's own tolerance, or None.
+
+    A mistake that gives the correct answer on this case (within the same tolerance) is never
+    named, and neither is any when ``got`` matches several of them.
+    """
+    if type(got) is not np.ndarray:
+        return None
+    found = []
+    for description, make in variants.items():
+        try:
+            value = np.asarray(make() if callable(make) else make)
+        except Exception:  # noqa: BLE001 - a variant that cannot be built is no match
+            continue
+        if value.shape != got.shape or value.dtype.kind not in "biuf":
+            continue
+        if value.shape == np.shape(want) and np.allclose(value, want, rtol=rtol, atol=atol):
+            continue
+        if np.allclose(got, value, rtol=rtol, atol=atol):
+            found.append(description)
+    return found[0] if len(found) == 1 else None
+
+
+# -- broadcast_shape ---------------------------------------------------------------------------
+# The task asks for the rule itself, on tuples: while the grader runs broadcast_shape, numpy's
+# broadcasting helpers and array constructors are disabled (in numpy, numpy.lib.stride_tricks and
+# wherever the submission bound them to its own names), and a call to one fails the check.
+
+_DISABLED = ("broadcast_shapes", "broadcast", "broadcast_to", "broadcast_arrays", "array", "asarray",
+             "asanyarray", "ascontiguousarray", "empty", "zeros", "ones", "full", "arange")
+
+_BROADCAST_DRIVER = '''
+def entry(sa, sb):
+    import numpy
+    import numpy.lib.stride_tricks as stride_tricks
+    used = []
+
+    def disabled(fname):
+        def fn(*args, **kwargs):
+            used.append(fname)
+            raise RuntimeError(f"np.{fname} is disabled while broadcast_shape is graded "
+                               "(the task asks for the rule on tuples, without numpy's helpers or arrays)")
+        return fn
+
+    originals = {f: getattr(numpy, f) for f in DISABLED if hasattr(numpy, f)}
+    patched = []
+    for space in (vars(numpy), vars(stride_tricks), getattr(broadcast_shape, "__globals__", {})):
+        for key, value in list(space.items()):
+            for fname, original in originals.items():
+                if value is original:
+                    patched.append((space, key, value))
+                    space[key] = disabled(fname)
+    try:
+        try:
+            result = broadcast_shape(sa, sb)
+        except Exception as exc:
+            return ["raised", type(exc).__name__, str(exc)[:2000], isinstance(exc, ValueError), used]
+        return ["returned", result, None, False, used]
+    finally:
+        for space, key, value in reversed(patched):
+            space[key] = value
+'''.replace("DISABLED", repr(_DISABLED))
+
+
+def _run_broadcast_shape(student, sa, sb):
+    """``[kind, result or exception type, message, is ValueError]`` of the student's call."""
+    back = student.run(_BROADCAST_DRIVER, "entry", tuple(sa), tuple(sb))
+    if type(back) is not list or len(back) != 5 or type(back[4]) is not list:
+        fail(f"broadcast_shape{(tuple(sa), tuple(sb))} could not be checked: the grader's driver got an "
+             "unexpected reply.")
+    if back[4]:
+        fail(f"broadcast_shape{(tuple(sa), tuple(sb))} called np.{back[4][0]}, which is disabled while this "
+             "function is graded: the task asks you to apply the broadcasting rule to the tuples yourself "
+             "(no numpy broadcasting helpers, no arrays).")
+    return back[:4]
+
+
+def _expect_shape(student, sa, sb):
+    kind, got, message, _ = _run_broadcast_shape(student, sa, sb)
     want = ref.broadcast_shape(sa, sb)
+    if kind == "raised":
+        fail(f"broadcast_shape({sa}, {sb}) raised {got}: {message}; these shapes are compatible, "
+             f"expected {want}.")
     if type(got) is not tuple:
         fail(f"broadcast_shape({sa}, {sb}) should return a tuple (like numpy's .shape), "
              f"but returned a {type(got).__name__}.", got=got, expected=want)
+    if len(got) != len(want):
+        dropped = len(got) == min(len(sa), len(sb))
+        fail(f"broadcast_shape({sa}, {sb}) has {len(got)} dimensions, expected {len(want)}.",
+             got=got, expected=want,
+             hint="the extra leading dimensions of the longer shape were dropped" if dropped else None)
+    if not all(type(v) is int for v in got):
+        fail(f"broadcast_shape({sa}, {sb}) should return a tuple of Python ints, got {got!r}.",
+             expected=want)
     if got != want:
-        hint = None
-        padded_right = None
-        try:
-            n = max(len(sa), len(sb))
-            a = tuple(sa) + (1,) * (n - len(sa))
-            b = tuple(sb) + (1,) * (n - len(sb))
-            padded_right = tuple(max(x, y) for x, y in zip(a, b))
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            n = max(len(sa), len(sb))
-            maxed = tuple(max(x, y) for x, y in zip((1,) * (n - len(sa)) + tuple(sa), (1,) * (n - len(sb)) + tuple(sb)))
-        except Exception:  # noqa: BLE001
-            maxed = None
-        if got == maxed:
-            hint = ("each pair of sizes was combined with max(): a size-1 axis takes the OTHER size (even 0), "
-                    "and two different sizes that are both != 1 must raise ValueError")
-        elif got == padded_right and len(sa) != len(sb):
-            hint = "the shapes were aligned on the LEFT; numpy aligns trailing dimensions (pad with 1s on the left)"
-        elif len(got) == min(len(sa), len(sb)) != len(want):
-            hint = "the extra leading dimensions of the longer shape were dropped"
-        fail(f"broadcast_shape({sa}, {sb}) is wrong.", got=got, expected=want, hint=hint)
+        n = len(want)
+        left = tuple(sa) + (1,) * (n - len(sa)), tuple(sb) + (1,) * (n - len(sb))
+        right = (1,) * (n - len(sa)) + tuple(sa), (1,) * (n - len(sb)) + tuple(sb)
+        variants = {
+            "each pair of sizes was combined with max(): a size-1 axis takes the OTHER size, even 0 "
+            "(1 against 0 gives 0)":
+                tuple(max(x, y) for x, y in zip(*right)),
+            "the shapes were aligned on the LEFT; numpy aligns trailing dimensions (pad with 1s on the left)":
+                tuple(y if x == 1 else x for x, y in zip(*left)),
+        }
+        found = [d for d, v in variants.items() if v != want and v == got]
+        fail(f"broadcast_shape({sa}, {sb}) is wrong.", got=got, expected=want,
+             hint=found[0] if len(found) == 1 else None)
 
 
 @check("broadcast_shape", points=1)
 def test_broadcast_shape_same_rank(student):
     for sa, sb in [((3, 1), (1, 4)), ((3, 4), (3, 4)), ((1, 1), (1, 1)), ((5, 1, 2), (1, 7, 2)),
-                   ((0, 3), (1, 3)), ((2, 1, 6), (2, 5, 1))]:
-        _expect_shape(student.call("broadcast_shape", sa, sb), sa, sb)
+                   ((0, 3), (1, 3)), ((2, 1, 6), (2, 5, 1)), ((1, 0), (4, 1))]:
+        _expect_shape(student, sa, sb)
 
 
 @check("broadcast_shape", points=1)
 def test_broadcast_shape_different_rank(student):
     for sa, sb in [((5, 4), (4,)), ((4,), (5, 4)), ((8, 1, 6, 1), (7, 1, 5)), ((), (3, 2)), ((3, 2), ()),
-                   ((2, 1, 3), (4, 1)), ((1,), (6, 1, 1)), ((9, 2, 3), (1,))]:
-        _expect_shape(student.call("broadcast_shape", sa, sb), sa, sb)
-
-
-_RAISES = '''
-def entry(sa, sb):
-    try:
-        result = broadcast_shape(tuple(sa), tuple(sb))
-    except Exception as exc:
-        return [type(exc).__name__, str(exc)[:2000], isinstance(exc, ValueError)]
-    return ["returned", repr(result)[:200], False]
-'''
+                   ((2, 1, 3), (4, 1)), ((1,), (6, 1, 1)), ((9, 2, 3), (1,)), ((), ())]:
+        _expect_shape(student, sa, sb)
 
 
 def _names_shape(message: str, shape: tuple) -> bool:
@@ -78,14 +209,17 @@ def _names_shape(message: str, shape: tuple) -> bool:
 
 @check("broadcast_shape", points=1)
 def test_broadcast_shape_raises_value_error_naming_shapes(student):
-    for sa, sb in [((7, 3), (4,)), ((2, 3), (3, 2)), ((6, 5, 4), (9, 1))]:
-        kind, message, is_value_error = student.run(_RAISES, "entry", list(sa), list(sb))
+    # Raising is worth the point only from a function that also answers compatible shapes.
+    for sa, sb in [((7, 1), (4,)), ((2, 3), (1,))]:
+        _expect_shape(student, sa, sb)
+    for sa, sb in [((7, 3), (4,)), ((2, 3), (3, 2)), ((6, 5, 4), (9, 1)), ((0,), (3,))]:
+        kind, result, message, is_value_error = _run_broadcast_shape(student, sa, sb)
         if kind == "returned":
             fail(f"broadcast_shape({sa}, {sb}) should raise ValueError (sizes differ and neither is 1), "
-                 f"but returned {message}.",
+                 f"but returned {result!r}.",
                  hint="the size check is missing: two sizes are compatible only if equal or one is 1")
         if not is_value_error:
-            fail(f"broadcast_shape({sa}, {sb}) raised {kind}: {message!r}; expected a ValueError.")
+            fail(f"broadcast_shape({sa}, {sb}) raised {result}: {message!r}; expected a ValueError.")
         if not (_names_shape(message, sa) and _names_shape(message, sb)):
             fail(f"the ValueError for broadcast_shape({sa}, {sb}) should name both shapes, "
                  f"so that the error tells the user what went wrong; the message was {message!r}.")
@@ -94,25 +228,26 @@ def test_broadcast_shape_raises_value_error_naming_shapes(student):
 # -- unbroadcast -------------------------------------------------------------------------------
 
 def _expect_unbroadcast(student, grad, shape):
-    got = student.call("unbroadcast", grad, shape)
+    got = call_pure(student, "unbroadcast", ("grad", "shape"), grad, shape)
+    name = f"unbroadcast(grad of shape {grad.shape}, {shape})"
     if shape == () and type(got) in (float, int):
         got = np.asarray(float(got))
     if shape == () and type(got) is np.ndarray and got.shape == (1,):
         # A 0-d array may arrive as shape (1,) (np.ascontiguousarray in the transport); accept it.
         got = got.reshape(())
-    got = expect_array(got, shape=shape, dtype_kind="f",
-                       name=f"unbroadcast(grad of shape {grad.shape}, {shape})")
+    got = expect_float64(got, shape, name)
     want = ref.unbroadcast(grad, shape)
-    if not np.allclose(got, want, rtol=1e-9, atol=1e-9):
-        fail(f"unbroadcast(grad of shape {grad.shape}, {shape}) is wrong.", got=got, expected=want,
-             hint=diagnose(got, {
+    rtol, atol = 1e-9, 1e-9
+    if not np.allclose(got, want, rtol=rtol, atol=atol):
+        fail(f"{name} is wrong.", got=got, expected=want,
+             hint=known_mistake(got, want, {
                  "only the leading axes were summed (the size-1 axes were not)":
                      lambda: ref.unbroadcast_leading_only(grad, shape),
                  "only the size-1 axes were summed (the leading axes were not)":
                      lambda: ref.unbroadcast_size1_only(grad, shape),
                  "averaged instead of summed (the VJP of a broadcast is a sum)":
                      lambda: ref.unbroadcast_mean(grad, shape),
-             }))
+             }, rtol=rtol, atol=atol))
 
 
 @check("unbroadcast", points=1)
@@ -125,7 +260,8 @@ def test_unbroadcast_leading_axes(student):
 @check("unbroadcast", points=1)
 def test_unbroadcast_size_one_axes(student):
     rng = np.random.default_rng(11)
-    for gshape, shape in [((3, 4), (3, 1)), ((3, 4), (1, 4)), ((3, 4), (1, 1)), ((2, 5, 3), (2, 1, 3))]:
+    for gshape, shape in [((3, 4), (3, 1)), ((3, 4), (1, 4)), ((3, 4), (1, 1)), ((2, 5, 3), (2, 1, 3)),
+                          ((1, 4), (1, 4)), ((4, 1), (1, 1))]:
         _expect_unbroadcast(student, rng.standard_normal(gshape), shape)
 
 
@@ -145,18 +281,21 @@ def test_unbroadcast_leading_and_size_one(student):
 def _expect_linear(student, m, n, k, seed):
     rng = np.random.default_rng(seed)
     Z, W, b = rng.standard_normal((m, n)), rng.standard_normal((n, k)), rng.standard_normal(k)
-    got = expect_array(student.call("linear_forward", Z, W, b), shape=(m, k), dtype_kind="f",
-                       name=f"linear_forward for Z {Z.shape}, W {W.shape}, b {b.shape}")
+    case = f"Z {Z.shape}, W {W.shape}, b {b.shape}"
+    got = expect_float64(call_pure(student, "linear_forward", ("Z", "W", "b"), Z, W, b), (m, k),
+                         f"linear_forward for {case}")
     want = ref.linear_forward(Z, W, b)
-    if not np.allclose(got, want, rtol=1e-9, atol=1e-9):
-        fail(f"linear_forward is wrong for Z {Z.shape}, W {W.shape}, b {b.shape}.", got=got, expected=want,
-             hint=diagnose(got, {
+    rtol, atol = 1e-9, 1e-9
+    if not np.allclose(got, want, rtol=rtol, atol=atol):
+        fail(f"linear_forward is wrong for {case}.", got=got, expected=want,
+             hint=known_mistake(got, want, {
                  "the bias is missing": lambda: Z @ W,
                  "b was added as a column (b[:, None]): row i got b[i]; 1 b^T puts b in every ROW":
                      lambda: Z @ W + b[:, None],
                  "the sum of b was added to every entry": lambda: Z @ W + b.sum(),
                  "W was transposed": lambda: Z @ W.T + b,
-             }))
+                 "the bias was added before multiplying by W": lambda: (Z + b) @ W,
+             }, rtol=rtol, atol=atol))
 
 
 @check("linear_forward", points=1)
@@ -167,5 +306,6 @@ def test_linear_forward_rectangular(student):
 
 @check("linear_forward", points=1)
 def test_linear_forward_edge_shapes(student):
-    for m, n, k, seed in [(1, 3, 2, 22), (4, 4, 4, 23), (3, 1, 1, 24), (6, 2, 6, 25), (1, 1, 1, 26)]:
+    for m, n, k, seed in [(1, 3, 2, 22), (4, 4, 4, 23), (3, 1, 1, 24), (6, 2, 6, 25), (1, 1, 1, 26),
+                          (3, 3, 3, 27)]:
         _expect_linear(student, m, n, k, seed)

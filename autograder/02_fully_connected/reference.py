@@ -34,8 +34,11 @@ def count_parameters(widths):
 ANSWERS: dict[str, str] = {
     "mlp_forward": '''
 def mlp_forward(X, weights, biases, activation="relu"):
-    sigma = {"relu": lambda Z: np.maximum(Z, 0.0), "tanh": np.tanh,
-             "sigmoid": lambda Z: 1.0 / (1.0 + np.exp(-Z))}[activation]
+    table = {"relu": lambda Z: np.maximum(Z, 0.0), "tanh": np.tanh,
+             "sigmoid": lambda Z: 1.0 / (1.0 + np.exp(-Z))}
+    if activation not in table:
+        raise ValueError(f"unknown activation {activation!r}")
+    sigma = table[activation]
     Z = X
     for i, (W, b) in enumerate(zip(weights, biases)):
         Z = Z @ W + b

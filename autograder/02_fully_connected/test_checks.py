@@ -1,13 +1,108 @@
-"""Hidden checks for 02_fully_connected (points: mlp_forward 3, count_parameters 2)."""
+"""Hidden checks for 02_fully_connected (points: mlp_forward 3, count_parameters 2).
+
+Every call goes through a trusted driver that hands the student's function the arguments inside
+the sandbox and sends them back afterwards: an answer that changes its inputs (``weights.pop()``,
+an in-place activation on ``X``) fails, because GRADED.md says answers have no side effects.
+Results are checked for type and shape before any value is compared.
+"""
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
-from autograder.api import load_reference, check, diagnose, expect_array, expect_scalar, fail
+from autograder.api import load_reference, check, expect_array, expect_scalar, fail
 
 
 ref = load_reference(__file__)
 
+
+# -- calling the student's function: structure first, and no side effects ------------------------
+# GRADED.md: an answer has no side effects, so it must leave its arguments exactly as it got them.
+# The trusted driver below hands the arguments to the student's function inside the sandbox and
+# sends them back after the call; they are compared here with the grader's private copies.
+
+def _pure_driver(name: str) -> str:
+    return (f"def entry(args, kwargs):\n"
+            f"    out = {name}(*args, **kwargs)\n"
+            f"    return [out, args, kwargs]\n")
+
+
+def _same(a, b) -> bool:
+    """Exactly equal plain data: same types, shapes, dtypes and values (NaN equals NaN)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is np.ndarray:
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b or (a != a and b != b)
+
+
+def _change(before, now) -> str:
+    if type(before) is np.ndarray and type(now) is np.ndarray:
+        if before.shape != now.shape or before.dtype != now.dtype:
+            return f"it was an array of shape {before.shape}, dtype {before.dtype}; afterwards {now.shape}, {now.dtype}"
+        changed = int(np.count_nonzero(before != now))
+        return f"{changed} of its {before.size} entries changed"
+    if type(before) is list and type(now) is list and len(before) != len(now):
+        return f"it was a list of length {len(before)}; afterwards of length {len(now)}"
+    return "its contents changed"
+
+
+def call_pure(student, name: str, params: tuple[str, ...], *args, **kwargs):
+    """``name(*args, **kwargs)`` run by the student, failing if it modified any argument in place."""
+    private = copy.deepcopy(args), copy.deepcopy(kwargs)
+    back = student.run(_pure_driver(name), "entry", list(args), dict(kwargs))
+    if type(back) is not list or len(back) != 3 or type(back[1]) is not list or len(back[1]) != len(args) \
+            or type(back[2]) is not dict or back[2].keys() != kwargs.keys():
+        fail(f"{name}(...) could not be checked: the grader's driver got an unexpected reply.")
+    out = back[0]
+    pairs = list(zip(params, private[0], back[1])) + [(k, private[1][k], back[2][k]) for k in kwargs]
+    for pname, before, now in pairs:
+        if not _same(before, now):
+            fail(f"{name} modified its argument `{pname}` in place ({_change(before, now)}). Answers must "
+                 "not change their inputs (GRADED.md: no side effects; the caller still needs them): "
+                 "compute into a new array (e.g. `x = x - m` instead of `x -= m`, or work on `x.copy()`), "
+                 "and do not append to, pop from or reorder a list you were given.")
+    return out
+
+
+def expect_float64(x, shape, name):
+    """A float64 ndarray of ``shape`` (GRADED.md: arrays are float64 unless stated)."""
+    x = expect_array(x, shape=shape, dtype_kind="f", name=name)
+    if x.dtype != np.float64:
+        fail(f"{name} has dtype {x.dtype}; the contract is float64 (GRADED.md), so do not convert the "
+             "result (e.g. .astype(np.float32)): numpy keeps float64 when the inputs are float64.")
+    return x
+
+
+def known_mistake(got, want, variants, *, rtol: float, atol: float):
+    """The one known mistake ``got`` matches, using the check's own tolerance, or None.
+
+    A mistake that gives the correct answer on this case (within the same tolerance) is never
+    named, and neither is any when ``got`` matches several of them.
+    """
+    if type(got) is not np.ndarray:
+        return None
+    found = []
+    for description, make in variants.items():
+        try:
+            value = np.asarray(make() if callable(make) else make)
+        except Exception:  # noqa: BLE001 - a variant that cannot be built is no match
+            continue
+        if value.shape != got.shape or value.dtype.kind not in "biuf":
+            continue
+        if value.shape == np.shape(want) and np.allclose(value, want, rtol=rtol, atol=atol):
+            continue
+        if np.allclose(got, value, rtol=rtol, atol=atol):
+            found.append(description)
+    return found[0] if len(found) == 1 else None
+
+
+# -- mlp_forward ---------------------------------------------------------------------------------
 
 def _case(seed, widths, m):
     rng = np.random.default_rng(seed)
@@ -20,11 +115,12 @@ def _case(seed, widths, m):
 def _check_forward(student, X, Ws, bs, activation, case):
     kwargs = {} if activation is None else {"activation": activation}
     act = activation or "relu"
-    got = student.call("mlp_forward", X, Ws, bs, **kwargs)
+    got = call_pure(student, "mlp_forward", ("X", "weights", "biases"), X, Ws, bs, **kwargs)
     want = ref.mlp_forward(X, Ws, bs, act)
-    got = expect_array(got, shape=want.shape, dtype_kind="f", name=f"logits for {case}")
-    if not np.allclose(got, want, rtol=1e-9, atol=1e-10):
-        fail(f"mlp_forward is wrong for {case}.", got=got, expected=want, hint=diagnose(got, {
+    got = expect_float64(got, want.shape, f"logits for {case}")
+    rtol, atol = 1e-9, 1e-10
+    if not np.allclose(got, want, rtol=rtol, atol=atol):
+        fail(f"mlp_forward is wrong for {case}.", got=got, expected=want, hint=known_mistake(got, want, {
             "the activation was applied to the last layer too (logits are linear)":
                 lambda: ref.mlp_forward(X, Ws, bs, act, last=True),
             "the activation argument was ignored (ReLU used)": lambda: ref.mlp_forward(X, Ws, bs, "relu"),
@@ -32,7 +128,7 @@ def _check_forward(student, X, Ws, bs, activation, case):
             "the bias was added after the activation": lambda: ref.mlp_forward(X, Ws, bs, act, bias_after=True),
             "sigmoid with the wrong sign, 1/(1 + exp(+Z))":
                 lambda: ref.mlp_forward(X, Ws, bs, act, act_override=lambda Z: 1.0 / (1.0 + np.exp(Z))),
-        }))
+        }, rtol=rtol, atol=atol))
 
 
 @check("mlp_forward", points=1)
@@ -51,6 +147,18 @@ def test_mlp_forward_tanh_sigmoid(student):
     _check_forward(student, X, Ws, bs, "sigmoid", "widths [2, 8, 8, 4], sigmoid")
 
 
+_UNKNOWN = '''
+def entry(X, weights, biases):
+    try:
+        out = mlp_forward(X, weights, biases, activation="softsign")
+    except ValueError:
+        return ["ValueError"]
+    except Exception as exc:
+        return [type(exc).__name__]
+    return ["returned", type(out).__name__]
+'''
+
+
 @check("mlp_forward", points=1)
 def test_mlp_forward_edge_cases(student):
     X, Ws, bs = _case(4, [3, 2], m=4)
@@ -59,21 +167,32 @@ def test_mlp_forward_edge_cases(student):
     _check_forward(student, X, Ws, bs, "sigmoid", "one example (m = 1), one output")
     X, Ws, bs = _case(6, [4, 4, 4, 4, 4], m=4)
     _check_forward(student, X, Ws, bs, "relu", "square layers, widths [4, 4, 4, 4, 4]")
+    X, Ws, bs = _case(7, [3, 5, 2], m=3)
+    back = student.run(_UNKNOWN, "entry", X, Ws, bs)
+    if back != ["ValueError"]:
+        what = f"returned a {back[1]}" if type(back) is list and back[:1] == ["returned"] and len(back) == 2 \
+            else f"raised {back[0]}" if type(back) is list and len(back) == 1 else "did something else"
+        fail(f"mlp_forward(..., activation=\"softsign\") {what}; an unknown activation must raise ValueError "
+             "(a silent fallback to another activation hides typos).")
 
+
+# -- count_parameters ----------------------------------------------------------------------------
 
 def _check_count(student, widths):
-    got = expect_scalar(student.call("count_parameters", list(widths)), "int",
+    got = expect_scalar(call_pure(student, "count_parameters", ("widths",), list(widths)), "int",
                         name=f"count_parameters({list(widths)})")
     want = ref.count_parameters(widths)
     if got != want:
         pairs = list(zip(widths[:-1], widths[1:]))
         known = {
-            sum(a * b for a, b in pairs): "the biases were forgotten (each layer has n_out biases)",
-            sum(a * b + a for a, b in pairs): "a bias was counted per INPUT unit; a layer has one per output unit",
-            sum(a * b for a, b in pairs) + sum(widths): "biases were counted for the input layer too",
-            sum(b * b + b for b in widths[1:]): "n_i * n_i weights instead of n_in * n_out",
+            "the biases were forgotten (each layer has n_out biases)": sum(a * b for a, b in pairs),
+            "a bias was counted per INPUT unit; a layer has one per output unit": sum(a * b + a for a, b in pairs),
+            "biases were counted for the input layer too": sum(a * b for a, b in pairs) + sum(widths),
+            "n_i * n_i weights instead of n_in * n_out": sum(b * b + b for b in widths[1:]),
         }
-        fail(f"count_parameters({list(widths)}) is wrong.", got=got, expected=want, hint=known.get(got))
+        found = [d for d, v in known.items() if v != want and v == got]
+        fail(f"count_parameters({list(widths)}) is wrong.", got=got, expected=want,
+             hint=found[0] if len(found) == 1 else None)
 
 
 @check("count_parameters", points=1)
@@ -84,5 +203,5 @@ def test_count_parameters_small(student):
 
 @check("count_parameters", points=1)
 def test_count_parameters_deep_and_uneven(student):
-    for widths in [[3, 5, 7, 2], [1, 1], [10, 1, 10, 1], [64, 128, 128, 128, 10]]:
+    for widths in [[3, 5, 7, 2], [1, 1], [10, 1, 10, 1], [64, 128, 128, 128, 10], [7]]:
         _check_count(student, widths)

@@ -1,31 +1,129 @@
-"""Hidden checks for 07_putting_together (points: accuracy 2, confusion_matrix 2)."""
+"""Hidden checks for 07_putting_together (points: accuracy 2, confusion_matrix 3).
+
+Every call goes through a trusted driver that hands the student's function the arguments inside
+the sandbox and sends them back afterwards: an answer that changes its inputs (``logits -= ...``
+for stability, a flat index built in ``labels``) fails, because GRADED.md says answers have no
+side effects.  Types, dtypes (the confusion matrix is int64) and shapes are checked before values.
+"""
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
-from autograder.api import load_reference, check, diagnose, expect_array, expect_scalar, fail
+from autograder.api import load_reference, check, expect_array, expect_scalar, fail
 
 
 ref = load_reference(__file__)
 
 
+# -- calling the student's function: structure first, and no side effects ------------------------
+# GRADED.md: an answer has no side effects, so it must leave its arguments exactly as it got them.
+# The trusted driver below hands the arguments to the student's function inside the sandbox and
+# sends them back after the call; they are compared here with the grader's private copies.
+
+def _pure_driver(name: str) -> str:
+    return (f"def entry(args, kwargs):\n"
+            f"    out = {name}(*args, **kwargs)\n"
+            f"    return [out, args, kwargs]\n")
+
+
+def _same(a, b) -> bool:
+    """Exactly equal plain data: same types, shapes, dtypes and values (NaN equals NaN)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is np.ndarray:
+        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if type(a) in (list, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b or (a != a and b != b)
+
+
+def _change(before, now) -> str:
+    if type(before) is np.ndarray and type(now) is np.ndarray:
+        if before.shape != now.shape or before.dtype != now.dtype:
+            return f"it was an array of shape {before.shape}, dtype {before.dtype}; afterwards {now.shape}, {now.dtype}"
+        changed = int(np.count_nonzero(before != now))
+        return f"{changed} of its {before.size} entries changed"
+    if type(before) is list and type(now) is list and len(before) != len(now):
+        return f"it was a list of length {len(before)}; afterwards of length {len(now)}"
+    return "its contents changed"
+
+
+def call_pure(student, name: str, params: tuple[str, ...], *args, **kwargs):
+    """``name(*args, **kwargs)`` run by the student, failing if it modified any argument in place."""
+    private = copy.deepcopy(args), copy.deepcopy(kwargs)
+    back = student.run(_pure_driver(name), "entry", list(args), dict(kwargs))
+    if type(back) is not list or len(back) != 3 or type(back[1]) is not list or len(back[1]) != len(args) \
+            or type(back[2]) is not dict or back[2].keys() != kwargs.keys():
+        fail(f"{name}(...) could not be checked: the grader's driver got an unexpected reply.")
+    out = back[0]
+    pairs = list(zip(params, private[0], back[1])) + [(k, private[1][k], back[2][k]) for k in kwargs]
+    for pname, before, now in pairs:
+        if not _same(before, now):
+            fail(f"{name} modified its argument `{pname}` in place ({_change(before, now)}). Answers must "
+                 "not change their inputs (GRADED.md: no side effects; the caller still needs them): "
+                 "compute into a new array (e.g. `x = x - m` instead of `x -= m`, or work on `x.copy()`), "
+                 "and do not append to, pop from or reorder a list you were given.")
+    return out
+
+
+def known_mistake(got, want, variants, *, rtol: float, atol: float):
+    """The one known mistake ``got`` matches, using the check's own tolerance, or None.
+
+    A mistake that gives the correct answer on this case (within the same tolerance) is never
+    named, and neither is any when ``got`` matches several of them.
+    """
+    if type(got) is not np.ndarray:
+        return None
+    found = []
+    for description, make in variants.items():
+        try:
+            value = np.asarray(make() if callable(make) else make)
+        except Exception:  # noqa: BLE001 - a variant that cannot be built is no match
+            continue
+        if value.shape != got.shape or value.dtype.kind not in "biuf":
+            continue
+        if value.shape == np.shape(want) and np.allclose(value, want, rtol=rtol, atol=atol):
+            continue
+        if np.allclose(got, value, rtol=rtol, atol=atol):
+            found.append(description)
+    return found[0] if len(found) == 1 else None
+
+
+# -- accuracy ------------------------------------------------------------------------------------
+
 def _check_accuracy(student, logits, labels, case):
-    got = expect_scalar(student.call("accuracy", logits, labels), "float", name=f"accuracy for {case}")
+    got = expect_scalar(call_pure(student, "accuracy", ("logits", "labels"), logits, labels), "float",
+                        name=f"accuracy for {case}")
     want = ref.accuracy(logits, labels)
-    if not np.isclose(got, want, rtol=1e-12, atol=1e-12):
-        n = len(labels)
+    tol = 1e-12
+    if not np.isclose(got, want, rtol=tol, atol=tol):
+        pred = np.argmax(logits, axis=1)
         known = {
-            round(float(np.mean(np.argmin(logits, axis=1) == labels)), 12): "argmin instead of argmax",
-            round(want * n, 12): "the number of correct rows, not the fraction (divide by the number of rows)",
-            round(want * 100, 12): "a percentage; return a fraction in [0, 1]",
-            round(float(np.mean(np.max(logits, axis=1) == labels)), 12):
-                "the max logit VALUE was compared with the label; compare its INDEX (argmax)",
+            "argmin instead of argmax": lambda: float(np.mean(np.argmin(logits, axis=1) == labels)),
+            "the number of correct rows, not the fraction (divide by the number of rows)":
+                lambda: float(np.sum(pred == labels)),
+            "a percentage; return a fraction in [0, 1]": lambda: 100.0 * want,
+            "the max logit VALUE was compared with the label; compare its INDEX (argmax)":
+                lambda: float(np.mean(np.max(logits, axis=1) == labels)),
+            "argmax over axis 0 (the batch); the classes are axis 1":
+                lambda: float(np.mean(np.argmax(logits, axis=0) == labels)),
+            "predictions (m,) were compared with labels[:, None] (m, 1): that is an (m, m) table of all pairs":
+                lambda: float(np.mean(pred == labels[:, None])),
         }
-        hint = known.get(round(got, 12))
-        if hint is None and logits.shape[0] == logits.shape[1] and np.isclose(
-                got, float(np.mean(np.argmax(logits, axis=0) == labels))):
-            hint = "argmax over axis 0 (the batch); the classes are axis 1"
-        fail(f"accuracy is wrong for {case}.", got=got, expected=want, hint=hint)
+        found = []
+        # 0 and 1 (none / all rows right) come out of too many different mistakes to name one.
+        for description, make in (known.items() if got not in (0.0, 1.0) else ()):
+            try:
+                value = make()
+            except Exception:  # noqa: BLE001 - a mistake that cannot happen on this case
+                continue
+            if not np.isclose(value, want, rtol=tol, atol=tol) and np.isclose(got, value, rtol=tol, atol=tol):
+                found.append(description)
+        fail(f"accuracy is wrong for {case}.", got=got, expected=want, hint=found[0] if len(found) == 1 else None)
 
 
 @check("accuracy", points=1)
@@ -36,6 +134,12 @@ def test_accuracy_basic(student):
     rng = np.random.default_rng(0)
     logits = rng.standard_normal((40, 7))
     _check_accuracy(student, logits, rng.integers(0, 7, size=40), "40 rows, 7 classes")
+    logits = rng.standard_normal((3, 4))
+    labels = np.argmax(logits, axis=1)
+    labels[1] = (labels[1] + 1) % 4
+    _check_accuracy(student, logits, labels, "3 rows, 4 classes (2 correct)")
+    logits = np.array([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0], [2.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    _check_accuracy(student, logits, np.array([2, 0, 2, 1]), "4 rows of whole-number logits (1 correct)")
 
 
 @check("accuracy", points=1)
@@ -50,17 +154,25 @@ def test_accuracy_edge_cases(student):
     logits = rng.standard_normal((9, 9))
     labels = np.where(np.arange(9) % 2 == 0, np.argmax(logits, axis=1), np.argmin(logits, axis=1))
     _check_accuracy(student, logits, labels, "square logits (9, 9), 5 of 9 correct")
+    logits = 50.0 * rng.standard_normal((7, 3))
+    _check_accuracy(student, logits, np.array([0, 1, 2, 0, 1, 2, 0]), "large logits (7, 3)")
 
+
+# -- confusion_matrix ----------------------------------------------------------------------------
 
 def _check_cm(student, predictions, labels, k, case):
-    got = expect_array(student.call("confusion_matrix", predictions, labels, k), shape=(k, k), dtype_kind="i",
-                       name=f"the confusion matrix for {case} (an int64 array of shape ({k}, {k}))")
+    got = call_pure(student, "confusion_matrix", ("predictions", "labels", "num_classes"), predictions, labels, k)
+    name = f"the confusion matrix for {case}"
+    got = expect_array(got, shape=(k, k), dtype_kind="iu", name=f"{name} (an int64 array of shape ({k}, {k}))")
+    if got.dtype != np.int64:
+        fail(f"{name} has dtype {got.dtype}; the contract is int64 counts (GRADED.md), so that no count "
+             "can overflow: create it with dtype=np.int64 or convert with .astype(np.int64).")
     want = ref.confusion_matrix(predictions, labels, k)
     if not np.array_equal(got, want):
         once = np.zeros((k, k), dtype=np.int64)
         once[labels, predictions] = 1
         fail(f"confusion_matrix is wrong for {case}: entry [t, p] counts rows with true label t and "
-             "prediction p.", got=got, expected=want, hint=diagnose(got, {
+             "prediction p.", got=got, expected=want, hint=known_mistake(got, want, {
                  "transposed: rows must be the TRUE labels, columns the predictions": lambda: want.T,
                  "cm[labels, predictions] += 1 counts a repeated (label, prediction) pair only once; "
                  "use np.add.at or a loop": lambda: once,
@@ -81,6 +193,9 @@ def test_confusion_matrix_edge_cases(student):
     _check_cm(student, np.array([1, 1, 1]), np.array([0, 0, 0]), 4, "classes 2 and 3 never occur (k = 4)")
     _check_cm(student, np.array([0]), np.array([0]), 1, "one row, one class")
     _check_cm(student, np.array([2, 0, 2, 2]), np.array([1, 1, 1, 0]), 3, "repeated pairs")
+    _check_cm(student, np.array([0, 2, 1]), np.array([1, 0, 2]), 3, "3 rows, all wrong")
+    empty = np.zeros(0, dtype=np.int64)
+    _check_cm(student, empty, empty, 2, "no rows at all (k = 2)")
 
 
 @check("confusion_matrix", points=1)
@@ -91,3 +206,5 @@ def test_confusion_matrix_counts_add_up(student):
     labels = rng.choice(10, size=500, p=np.r_[0.3, np.full(9, 0.7 / 9)])
     predictions = np.where(rng.random(500) < 0.8, labels, rng.integers(0, 10, size=500))
     _check_cm(student, predictions, labels, 10, "500 rows, 10 skewed classes")
+    _check_cm(student, predictions[:40].astype(np.int32), labels[:40].astype(np.int32), 10,
+              "40 rows given as int32 arrays")

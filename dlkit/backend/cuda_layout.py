@@ -1,23 +1,25 @@
 """Pure host-side helpers of the CUDA backend: shapes, strides, broadcasting, launch geometry.
 
 A :class:`~dlkit.backend.cuda.DeviceArray` is a view (shape, strides, offset) of device
-memory; everything that can be worked out from those numbers alone lives here: numpy's
-broadcasting rule, merging dims that operands walk contiguously (:func:`coalesce`), packing
-the ``Layout`` struct the element-wise kernels read (:func:`pack_layout`), no-copy reshape and
-basic indexing as new views, axis normalisation, and how many blocks / threads / which matmul
-tile a launch uses.
+memory; everything that can be worked out from those numbers alone lives here: merging dims
+that operands walk contiguously (:func:`coalesce`), packing the ``Layout`` struct the
+element-wise kernels read (:func:`pack_layout`), no-copy reshape and basic indexing as new
+views, and how many blocks / threads / which matmul tile a launch uses.  The shape rules shared
+with the ops (broadcasting, axes, ``-1`` in reshape) live in :mod:`dlkit.shapes` and are
+re-exported here.
 
 None of this needs pycuda or a GPU; tests/test_cuda_fallback.py checks it against numpy on
 every CI run.  Strides and offsets are counted in ELEMENTS (numpy's are in bytes).
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .base import Axis, Shape
+from ..shapes import (  # noqa: F401  (re-exported for the CUDA backend)
+    broadcast_shapes, normalize_axes, normalize_axis, prod, resolve_shape)
+from .base import Shape
 from .cuda_kernels import LAYOUT_FIELDS, MATMUL_TILES, MAX_DIMS
 
 Strides = tuple[int, ...]
@@ -26,10 +28,6 @@ Strides = tuple[int, ...]
 # =======================================================================================
 # Pure layout helpers (no GPU needed).  Strides are in ELEMENTS, numpy's are in bytes.
 # =======================================================================================
-def prod(xs: Iterable[int]) -> int:
-    return math.prod(xs)
-
-
 def contiguous_strides(shape: Shape) -> Strides:
     """Row-major (C order) strides, in elements, of a contiguous array of ``shape``."""
     strides, step = [], 1
@@ -49,19 +47,6 @@ def is_contiguous(shape: Shape, strides: Strides) -> bool:
             return False
         expected *= n
     return True
-
-
-def broadcast_shapes(*shapes: Shape) -> Shape:
-    """numpy's broadcasting rule; ValueError with numpy's wording when shapes are incompatible."""
-    ndim = max((len(s) for s in shapes), default=0)
-    out = []
-    for d in range(-ndim, 0):
-        sizes = {s[d] for s in shapes if len(s) >= -d} - {1}
-        if len(sizes) > 1:
-            listed = " ".join(str(tuple(s)) for s in shapes)
-            raise ValueError(f"operands could not be broadcast together with shapes {listed}")
-        out.append(sizes.pop() if sizes else 1)
-    return tuple(out)
 
 
 def broadcast_strides(shape: Shape, strides: Strides, out_shape: Shape) -> Strides:
@@ -129,38 +114,6 @@ def pack_layout(shape: Shape, strides_list: Sequence[Strides]) -> np.ndarray:
         base = 2 + MAX_DIMS * (1 + k)
         layout[base + first:base + MAX_DIMS] = st
     return layout
-
-
-def normalize_axis(axis: int, ndim: int) -> int:
-    if not -ndim <= axis < ndim:
-        raise np.exceptions.AxisError(axis, ndim)
-    return axis % ndim
-
-
-def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
-    """Sorted, non-negative reduction axes; ``None`` means all of them."""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = tuple(sorted(normalize_axis(int(a), ndim) for a in axes))
-    if len(set(out)) != len(out):
-        raise ValueError("duplicate value in 'axis'")
-    return out
-
-
-def resolve_shape(size: int, shape: Shape | int) -> Shape:
-    """``shape`` with a single -1 filled in; ValueError (numpy's message) if the size differs."""
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
-    if shape.count(-1) > 1:
-        raise ValueError("can only specify one unknown dimension")
-    if -1 in shape:
-        known = prod(n for n in shape if n != -1)
-        if known == 0 or size % known:
-            raise ValueError(f"cannot reshape array of size {size} into shape {shape}")
-        shape = tuple(size // known if n == -1 else n for n in shape)
-    if prod(shape) != size or any(n < 0 for n in shape):
-        raise ValueError(f"cannot reshape array of size {size} into shape {shape}")
-    return shape
 
 
 def reshape_strides(shape: Shape, strides: Strides, new_shape: Shape) -> Strides | None:

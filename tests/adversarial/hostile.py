@@ -185,8 +185,8 @@ CASES: dict[str, Case] = {
                            says="not valid notebook JSON"),
     "not_nbformat_4": Case(raw=json.dumps({"nbformat": 3, "worksheets": [], "cells": []}),
                            zero=("scale", "vjp", "Counter", "init", "count"), says="nbformat"),
-    "wrong_assignment": Case(cells={"matmul_vjp": "def matmul_vjp(A, B, G):\n    return G @ B.T, A.T @ G\n",
-                                    "relu_vjp": "def relu_vjp(X, G):\n    return G * (X > 0)\n"},
+    "wrong_assignment": Case(cells={"topological_order": "def topological_order(output):\n    return [output]\n",
+                                    "exp_gradient": "def exp_gradient(self, out_grad, node):\n    return (out_grad * node,)\n"},
                              zero=("scale", "vjp", "Counter", "init", "count"), says="01_autodiff_backprop"),
     "answer_cell_deleted": Case(with_cells(count=None), zero=("count",), says="no answer cell"),
     # -- self-consistent cheats -----------------------------------------------------------------
