@@ -3,6 +3,7 @@
 #   make test     install dev dependencies, run pytest (library, release, autograder) and nbval
 #   make release  student edition in release/ (nbgrader generate_assignment + stubbed dlkit)
 #   make grade    ASSIGNMENT=03_optimization: grade nbgrader's submitted/ tree in the sandbox
+#                 (SCHEDULER=tcp://host:8786 or local:N: on a Dask cluster, see README)
 #   make bench    print the benchmark figures (see benchmarks/RESULTS.md)
 #   make site     the course website: the student edition, executed, as a Jupyter Book in _site/
 #   make lock     re-resolve requirements/*.lock (the exact versions every install uses)
@@ -15,6 +16,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 JOBS   ?= 2
 ASSIGNMENT ?=
 WORKERS ?= 2
+SCHEDULER ?=
 
 # nbgrader runs tools it installed (alembic) by name: the venv's bin/ must be on PATH
 export PATH := $(abspath $(VENV))/bin:$(PATH)
@@ -22,7 +24,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: sysdeps lab test test-lib test-notebooks release grade bench site gpu-prep lock clean help
 
 help:
-	@sed -n '2,10p' Makefile
+	@sed -n '2,11p' Makefile
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "dlkit needs Python >= 3.10, found " + sys.version.split()[0])'
@@ -45,6 +47,10 @@ $(VENV)/.installed-site: $(VENV)/.installed-base requirements/site.lock
 	$(PIP) install -r requirements/site.lock
 	@touch $@
 
+$(VENV)/.installed-cluster: $(VENV)/.installed-base requirements/cluster.lock
+	$(PIP) install -r requirements/cluster.lock
+	@touch $@
+
 # Re-resolve the locks from pyproject.toml (newest versions that fit, for every Python >= 3.10
 # and platform); review the diff, run make test, commit the locks with the change that needed them.
 lock: $(VENV)/.python-ok
@@ -52,6 +58,7 @@ lock: $(VENV)/.python-ok
 	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.10 -q -o requirements/base.lock
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 -q -o requirements/dev.lock
 	$(VENV)/bin/uv pip compile pyproject.toml --extra site --universal --python-version 3.10 -q -o requirements/site.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra cluster --universal --python-version 3.10 -q -o requirements/cluster.lock
 
 # Jupyter refuses to run as root unless told; containers often are root.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -79,7 +86,7 @@ sysdeps:
 		else echo "note: without$$missing some sandbox and browser tests skip (apt-get install$$missing)"; fi; \
 	fi
 
-test-lib: sysdeps $(VENV)/.installed-dev $(VENV)/.installed-site
+test-lib: sysdeps $(VENV)/.installed-dev $(VENV)/.installed-site $(VENV)/.installed-cluster
 	$(PY) -m pytest -n $(JOBS) tests
 
 test-notebooks: $(VENV)/.installed-dev
@@ -89,9 +96,10 @@ test-notebooks: $(VENV)/.installed-dev
 release: $(VENV)/.installed-base
 	$(PY) -m autograder release --out release
 
-grade: $(VENV)/.installed-base
-	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<id> [COURSE=.] [WORKERS=2]"; exit 2; }
-	$(PY) -m autograder batch --course-dir $(or $(COURSE),.) --assignment $(ASSIGNMENT) --workers $(WORKERS)
+grade: $(VENV)/.installed-base $(if $(SCHEDULER),$(VENV)/.installed-cluster)
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<id> [COURSE=.] [WORKERS=2] [SCHEDULER=tcp://host:8786|local:N]"; exit 2; }
+	$(PY) -m autograder batch --course-dir $(or $(COURSE),.) --assignment $(ASSIGNMENT) --workers $(WORKERS) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py

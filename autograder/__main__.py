@@ -2,6 +2,7 @@
 
     python -m autograder grade --assignment 01_autodiff_backprop SUBMISSION.ipynb [--json OUT]
     python -m autograder batch --course-dir DIR --assignment ID [--workers N] [--db URL]
+                               [--scheduler tcp://HOST:8786 | local:N] [--allow-weak-isolation]
     python -m autograder release --out release          (autograder/release.py)
     python -m autograder gradescope ID [--out ZIP]       (autograder/gradescope.py)
 
@@ -48,7 +49,8 @@ def _batch(args: argparse.Namespace) -> int:
         return run_batch(args.course_dir, args.assignment, workers=args.workers, db_url=args.db,
                          checks_root=args.checks_root, force=args.force,
                          source_notebook=args.source, progress=not args.no_progress,
-                         isolate=not args.no_isolation, record_every=args.record_every)
+                         isolate=not args.no_isolation, record_every=args.record_every,
+                         scheduler=args.scheduler, allow_weak_isolation=args.allow_weak_isolation)
     except HarnessError as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return 2
@@ -97,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--source", default=None,
                    help="source notebook with the test cells' points (default: found in the course)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS|local:N",
+                   help="grade on a Dask distributed cluster: a scheduler address (tcp://host:8786), or "
+                        "local:N for an in-process cluster of N worker processes (needs the cluster extra: "
+                        "pip install -e \".[cluster]\"); --workers is then ignored")
+    b.add_argument("--allow-weak-isolation", action="store_true",
+                   help="with --scheduler: let workers whose sandbox has no namespaces (Landlock only) "
+                        "grade; by default they refuse")
     sub.add_parser("release", help="build the student edition (see autograder/release.py)")
     sub.add_parser("gradescope", help="write a Gradescope autograder zip (see autograder/gradescope.py)")
     args = parser.parse_args(argv)

@@ -733,6 +733,13 @@ class Sandbox:
             self.kill()
             raise
         except WorkerCrashed as exc:
+            # the pipe closed: let an exiting worker finish, so the message says how it ended
+            # (os._exit(0) vs a signal) the same way on every run and every engine
+            try:
+                if self.proc is not None:
+                    self.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
             self.kill()
             raise WorkerCrashed(f"{self.exit_description()} ({exc})") from None
 

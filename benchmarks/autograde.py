@@ -21,6 +21,15 @@ notebook, an unparsable timestamp) reports the seconds each held a grader proces
 (``duration_s``; target <= 60 s for any); (2) THROUGHPUT: an all-honest batch of ``--n``
 correct submissions vs a batch of the same size with every 10th submission hostile (kinds in
 turn), as honest submissions graded per minute of batch wall time (target >= 0.9x).
+
+    python benchmarks/autograde.py --scheduler local:1 --scheduler local:2 [--n 100]
+
+Engines (issue 14; no nbgrader run): the same submissions graded once per ``--scheduler`` (a fresh
+copy of the course each time; ``local`` = the local process pool with ``--workers``, ``local:N`` =
+an in-process Dask cluster of N worker processes, or a scheduler address): submissions per minute
+of batch wall time (cluster start-up included), the throughput ratio of each engine to the first
+(target >= 1.8x for local:2 vs local:1 on 2 idle cores), and the gradebook-write share of wall
+time (the batch's own ``gradebook writes`` figure; target <= 5 %).
 """
 from __future__ import annotations
 
@@ -106,7 +115,8 @@ def make_submissions(source: Path, n: int) -> list[tuple[str, str, dict]]:
         nb = json.loads(json.dumps(base))
         target = nb["cells"][answer_idx[k % len(answer_idx)]]
         if kind == "wrong":
-            _set_source(target, nbparse.stub_solutions(_src(target)))
+            from tests.nbcontract import stub_solutions   # moved out of dlkit.student (issue 11)
+            _set_source(target, stub_solutions(_src(target)))
         elif kind == "hostile":
             which = list(HOSTILE_BODIES)[k % len(HOSTILE_BODIES)]
             _inject(target, HOSTILE_BODIES[which])
@@ -177,7 +187,8 @@ def run_hostile_mix(assignment: str, source: Path, n: int, workers: int, work: P
           f"(target >= 0.9x: {'met' if ratio >= 0.9 else 'NOT met'})")
 
 
-def run_ours(course: Path, assignment: str, workers: int) -> tuple[float, list[dict]]:
+def run_ours(course: Path, assignment: str, workers: int, scheduler: str | None = None,
+             stats: dict | None = None) -> tuple[float, list[dict]]:
     # The gradebook exists before grading in a real course (nbgrader generate_assignment made it),
     # as in the nbgrader run below: create it untimed.
     from autograder.gradebook import _alembic_on_path, default_db_url
@@ -185,16 +196,45 @@ def run_ours(course: Path, assignment: str, workers: int) -> tuple[float, list[d
     _alembic_on_path()
     Gradebook(default_db_url(course)).close()
     t0 = time.perf_counter()
+    engine = ["--scheduler", scheduler] if scheduler and scheduler != "local" else []
     proc = subprocess.run([sys.executable, "-m", "autograder", "batch", "--course-dir", str(course),
-                           "--assignment", assignment, "--workers", str(workers), "--no-progress"],
+                           "--assignment", assignment, "--workers", str(workers), "--no-progress", *engine],
                           cwd=str(ROOT), capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"autograder batch failed:\n{proc.stderr[-3000:]}")
+    if stats is not None:
+        import re
+        m = re.search(r"^gradebook writes: ([0-9.]+) s", proc.stderr, re.MULTILINE)
+        stats["gradebook_s"] = float(m.group(1)) if m else float("nan")
+        stats["stderr"] = proc.stderr
     results = []
     for p in sorted((course / "autograded").glob(f"*/{assignment}/results.json")):
         results.append(dict(json.loads(p.read_text()), student=p.parent.parent.name))
     return elapsed, results
+
+
+def run_engines(assignment: str, source: Path, subs: list, engines: list[str], workers: int,
+                work: Path) -> None:
+    """The same submissions graded by each engine: throughput, ratio to the first, gradebook share."""
+    first = None
+    for i, engine in enumerate(engines):
+        folder = work / f"engine-{i}"
+        write_course(folder, assignment, source, subs)
+        stats: dict = {}
+        elapsed, results = run_ours(folder, assignment, workers, scheduler=engine, stats=stats)
+        rate = 60 * len(results) / elapsed
+        first = first or rate
+        share = stats["gradebook_s"] / elapsed
+        label = f"--workers {workers}" if engine == "local" else f"--scheduler {engine}"
+        print(f"{label}: {len(results)} graded in {elapsed:.1f} s = {rate:.1f} submissions/min "
+              f"({rate / first:.2f}x the first); gradebook writes {stats['gradebook_s']:.2f} s = "
+              f"{100 * share:.1f} % of wall time")
+        scores = sorted((r["student"], r["score"]) for r in results)
+        if i == 0:
+            reference = scores
+        elif scores != reference:
+            print("  WARNING: scores differ from the first engine's")
 
 
 def run_nbgrader(course: Path, assignment: str, cell_timeout: int) -> tuple[float, str]:
@@ -227,6 +267,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--hostile-mix", action="store_true",
                     help="worst case per hostile kind + honest throughput with 10%% hostile (no nbgrader)")
+    ap.add_argument("--scheduler", action="append", default=None, metavar="local|local:N|ADDRESS",
+                    help="compare grading engines on the same submissions (repeat: e.g. --scheduler local:1 "
+                         "--scheduler local:2); no nbgrader run")
     args = ap.parse_args()
     assignment = args.assignment or pick_assignment()
     source = ROOT / "notebooks" / assignment / f"{assignment}.ipynb"
@@ -240,6 +283,13 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
         return 0
     subs = make_submissions(source, args.n)
+    if args.scheduler:
+        print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}"
+              f" | assignment {assignment}, {len(subs)} submissions")
+        run_engines(assignment, source, subs, args.scheduler, args.workers, work)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}")
     print(f"assignment {assignment}: {len(subs)} submissions "
           f"({sum(k == 'correct' for _, k, _ in subs)} correct, {sum(k == 'wrong' for _, k, _ in subs)} "

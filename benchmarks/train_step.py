@@ -1,11 +1,16 @@
-"""One full training step: dlkit vs hand-written numpy (vs PyTorch CPU when installed).
+"""One full training step: dlkit vs hand-written numpy.
 
 Step = forward + mean softmax cross-entropy + backward + Adam update, for an MLP
 784-256-128-10 (ReLU, biases) on a batch of 128, float32:
 
-* dlkit:  ``nn.MLP`` + ``nn.CrossEntropyLoss`` + ``loss.backward()`` + ``optim.Adam.step()``;
-* numpy:  the same arithmetic written out by hand (G_i recursion, PyTorch's Adam in place);
-* torch:  ``torch.nn`` + ``torch.optim.Adam`` (skipped when ``import torch`` fails).
+* dlkit:  ``nn.MLP`` + ``nn.CrossEntropyLoss`` + ``loss.backward()`` + ``optim.Adam.step()`` with
+          ``opt.fused = True`` (the backend's in-place ``adam_step``, the library's fast path;
+          ``--readable`` times the readable Tensor-arithmetic step students write instead);
+* numpy:  the same arithmetic written out by hand (G_i recursion, PyTorch's Adam in place).
+
+PyTorch is compared in ``vs_torch.py`` (its default and fused Adam, each library in its own
+process when BLAS uses more than one thread): timed in this process beside numpy, torch's idle
+OpenMP threads spin on the cores numpy's BLAS needs.
 
 The variants are timed interleaved (warm-up, then alternating repeats) and medians compared,
 by default in 8 fresh child processes with differently padded environments and alternating
@@ -91,8 +96,9 @@ def make_problem(seed: int = 0):
     return X, y, model
 
 
-def dlkit_stepper(X: np.ndarray, y: np.ndarray, model: nn.Module):
+def dlkit_stepper(X: np.ndarray, y: np.ndarray, model: nn.Module, fused: bool = True):
     opt = optim.Adam(model.parameters(), lr=LR, betas=(BETA1, BETA2), eps=EPS)
+    opt.fused = fused
     loss_fn = nn.CrossEntropyLoss()
     Xt, yt = dlkit.tensor(X), dlkit.tensor(y, dtype="int64")
 
@@ -106,46 +112,20 @@ def dlkit_stepper(X: np.ndarray, y: np.ndarray, model: nn.Module):
     return step
 
 
-def torch_stepper(X: np.ndarray, y: np.ndarray, model: nn.Module):
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
-    layers: list = []
-    for lin in [m for m in model if isinstance(m, nn.Linear)]:
-        t = torch.nn.Linear(lin.in_features, lin.out_features)
-        with torch.no_grad():
-            t.weight.copy_(torch.from_numpy(lin.weight.numpy().T.copy()))
-            t.bias.copy_(torch.from_numpy(lin.bias.numpy()))
-        layers += [t, torch.nn.ReLU()]
-    net = torch.nn.Sequential(*layers[:-1])
-    opt = torch.optim.Adam(net.parameters(), lr=LR, betas=(BETA1, BETA2), eps=EPS)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-
-    def step() -> float:
-        loss = loss_fn(net(Xt), yt)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return float(loss.item())
-
-    return step
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--blas-threads", type=int, default=None)
+    parser.add_argument("--readable", action="store_true",
+                        help="time dlkit's readable Adam step instead of its fused one")
     _layouts.add_argument(parser)
     args = parser.parse_args()
 
     child = _layouts.child_index()
     if child is None:
-        print(f"training step: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, float32, Adam "
-              f"(median of {args.repeats}, interleaved)")
+        print(f"training step: MLP {'-'.join(map(str, WIDTHS))}, batch {BATCH}, float32, "
+              f"dlkit Adam {'readable' if args.readable else 'fused'} (median of {args.repeats}, interleaved)")
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores "
               f"(load average {os.getloadavg()[0]:.1f}), numpy {np.__version__}, "
               f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
@@ -158,10 +138,7 @@ def main() -> int:
     numpy_model = NumpyMLP([m.weight.numpy() for m in model if isinstance(m, nn.Linear)],
                            [m.bias.numpy() for m in model if isinstance(m, nn.Linear)])
     steppers = {"numpy (by hand)": lambda: numpy_model.step(X, y)}
-    torch_step = torch_stepper(X, y, model)      # copies the initial weights before dlkit trains
-    steppers["dlkit"] = dlkit_stepper(X, y, model)
-    if torch_step is not None:
-        steppers["torch (CPU)"] = torch_step
+    steppers["dlkit"] = dlkit_stepper(X, y, model, fused=not args.readable)
 
     # the same math: the first few losses agree across implementations
     first = {name: [step() for _ in range(3)] for name, step in steppers.items()}

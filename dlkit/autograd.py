@@ -21,6 +21,7 @@ Shapes: a gradient always has exactly the shape of the tensor it belongs to.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -170,7 +171,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self._array.shape))
+        return math.prod(self._array.shape)
 
     @property
     def backend(self) -> Backend:
@@ -288,10 +289,14 @@ class Tensor:
 
     # -- autodiff ---------------------------------------------------------------------
     def backward(self, out_grad: "Tensor | np.ndarray | None" = None,
-                 create_graph: bool = False) -> None:
+                 create_graph: bool = False, retain_graph: bool = True) -> None:
         """Accumulate ∂self/∂leaf (contracted with ``out_grad``) into every leaf's ``.grad``.
 
         ``out_grad`` defaults to 1 for a scalar; a non-scalar output needs one of its shape.
+        ``retain_graph=False`` (and no ``create_graph``) frees the graph afterwards: every tensor
+        of it forgets its inputs, so the activations it kept alive can go at once (``fit`` does
+        this); another backward through it then raises.  The default keeps the graph, so that
+        calling ``backward`` twice accumulates twice (PyTorch frees by default).
         """
         if not self._requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: no input of "
@@ -312,6 +317,8 @@ class Tensor:
                         g = Tensor._wrap(g._backend.copy(arr), g._backend)
                     seen.add(id(g._array))
                 leaf.grad = g if leaf.grad is None else leaf.grad + g
+        if not retain_graph and not create_graph:
+            _free_graph(grads)
 
     # -- operators (implemented in ops.py) --------------------------------------------
     def __add__(self, other): return _ops().add(self, other)
@@ -385,13 +392,29 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = "float32") -> Te
 
 
 # --------------------------------------------------------------------------- backward
+_SEEDS: dict[tuple[int, np.dtype], Any] = {}
+
+
+def _unit_seed(backend: Backend, dtype: np.dtype) -> Any:
+    """The 0-d array 1 of ``dtype`` that starts a scalar's backward, made once per backend and
+    dtype (host arrays are read-only, so nothing can change the shared value)."""
+    key = (id(backend), dtype)
+    seed = _SEEDS.get(key)
+    if seed is None:
+        seed = backend.ones((), dtype)
+        if isinstance(seed, np.ndarray):
+            seed.flags.writeable = False
+            _SEEDS[key] = seed
+    return seed
+
+
 def _seed_gradient(output: Tensor, out_grad: Any, who: str) -> Tensor:
     """The gradient to start the reverse sweep from: 1 for a scalar, else ``out_grad``."""
     if out_grad is None:
         if output.shape != ():
             raise ValueError(f"{who} on a non-scalar tensor of shape {output.shape} needs "
                              f"out_grad (a tensor of that shape); only scalars default to 1")
-        return Tensor._wrap(output._backend.ones((), output.dtype), output._backend)
+        return Tensor._wrap(_unit_seed(output._backend, output.dtype), output._backend)
     if not isinstance(out_grad, Tensor):
         out_grad = Tensor(np.asarray(out_grad), dtype=output.dtype, backend=output._backend)
     if out_grad.shape != output.shape:
@@ -440,6 +463,25 @@ def backward_sweep(output: Tensor, out_grad: Tensor,
                 if gx is not None and x.requires_grad:
                     grads[x] = grads[x] + gx if x in grads else gx
     return grads
+
+
+class FreedOp(Op):
+    """Stands in for the op of a tensor whose graph ``backward(retain_graph=False)`` freed."""
+
+    def __init__(self, op: Op):
+        self.name = type(op).__name__
+
+    def gradient(self, out_grad: Tensor, node: Tensor):
+        raise RuntimeError(f"backward through a graph a second time: the first backward freed it "
+                           f"(retain_graph=False), so the inputs of this {self.name} are gone; "
+                           f"call backward(retain_graph=True) the first time, or recompute")
+
+
+def _free_graph(grads: dict[Tensor, Tensor]) -> None:
+    """Cut every computed tensor of a finished sweep off its inputs (non-graded engine code)."""
+    for node in grads:
+        if node._op is not None:
+            node._op, node._inputs = FreedOp(node._op), ()
 
 
 def _checked(grads: Any, who: str) -> dict[Tensor, Tensor]:
@@ -499,6 +541,8 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
         with set_grad_enabled(create_graph):
             for x in wanted:
                 g = grads.get(x)
+                if g is seed:                   # x is the output itself: never hand out the seed
+                    g = Tensor._wrap(g._backend.copy(g._array), g._backend)
                 if g is not None:
                     totals[x] = totals[x] + g if x in totals else g
     kept = totals
@@ -515,9 +559,10 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
 def hessian(fn, x: Tensor) -> Tensor:
     """The full Hessian ∂²fn/∂x² of a scalar function, shape ``x.shape + x.shape``.
 
-    Differentiates the gradient once per element of ``x`` (a Hessian-vector product with each
-    basis vector), so it is meant for small problems such as Newton's method on a few
-    parameters.  ``x`` must be a float tensor; it need not require grad.
+    Differentiates the gradient once per element of ``x`` (the vector-Jacobian product of the
+    gradient with each basis vector: one backward sweep per row), so it is meant for small
+    problems such as Newton's method on a few parameters.  ``x`` must be a float tensor; it
+    need not require grad.
     """
     x = Tensor._wrap(x._array, x._backend)
     x._requires_grad = True
@@ -525,10 +570,10 @@ def hessian(fn, x: Tensor) -> Tensor:
     if y.shape != ():
         raise ValueError(f"hessian(): fn must return a scalar; it returned shape {y.shape}")
     (g,) = grad(y, [x], create_graph=True)
-    n = int(np.prod(x.shape))
-    flat = g.reshape((n,))
+    n = math.prod(x.shape)
+    basis = np.eye(n, dtype=x.dtype)
     rows = []
-    for i in range(n):
-        (row,) = grad(flat[i], [x], allow_unused=True)
+    for i in range(n):              # row i = the VJP of the gradient with the basis vector e_i
+        (row,) = grad(g, [x], out_grad=basis[i].reshape(x.shape), allow_unused=True)
         rows.append(np.zeros(x.shape, x.dtype) if row is None else row.numpy())
     return Tensor(np.stack(rows).reshape(x.shape + x.shape), dtype=x.dtype, backend=x._backend)

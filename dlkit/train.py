@@ -58,7 +58,7 @@ def _run_epoch(model: Module, loss_fn, loader: Iterable, optimizer=None, bar=Non
         loss = loss_fn(out, y) if loss_fn is not None else None
         if optimizer is not None:
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward(retain_graph=False)    # frees the graph before the update
             optimizer.step()
         if loss is not None:
             value = float(loss.item())
@@ -71,6 +71,7 @@ def _run_epoch(model: Module, loss_fn, loader: Iterable, optimizer=None, bar=Non
             bar.update(1)
             if loss is not None:
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        del out, loss                           # nothing of this batch lives into the next forward
     if n == 0:
         raise ValueError("the data loader yielded no batches (empty dataset, or drop_last with "
                          "fewer examples than batch_size)")

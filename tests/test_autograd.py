@@ -382,3 +382,52 @@ def test_set_grad_enabled_switches_recording_both_ways():
         with dlkit.autograd.set_grad_enabled(True):
             assert (x * 2).requires_grad
     assert dlkit.is_grad_enabled()
+
+
+# -- freeing the graph (retain_graph=False) -----------------------------------------------------
+def test_backward_keeps_the_graph_by_default_so_a_second_backward_accumulates():
+    x = dlkit.tensor([1.0, 2.0], requires_grad=True, dtype="float64")
+    y = (x * x).sum()
+    y.backward()
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+
+
+def test_backward_with_retain_graph_false_frees_the_graph():
+    import gc
+    import weakref
+    x = dlkit.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True, dtype="float64")
+    h = x * 2.0
+    ref = weakref.ref(h)
+    y = (h.exp() * x).sum()
+    del h
+    gc.collect()
+    assert ref() is not None                    # the graph keeps the intermediate alive
+    y.backward(retain_graph=False)
+    assert ref() is None                        # freed at once (no cycles: plain refcounting)
+    want = np.exp(2 * x.numpy()) * (1 + 2 * x.numpy())
+    np.testing.assert_allclose(x.grad.numpy(), want)
+    assert not y.is_leaf and y.requires_grad and y.inputs == ()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_create_graph_keeps_the_graph_even_with_retain_graph_false():
+    x = dlkit.tensor([3.0], requires_grad=True, dtype="float64")
+    y = (x ** 3).sum()
+    y.backward(create_graph=True, retain_graph=False)
+    (g2,) = dlkit.grad(x.grad.sum(), [x])
+    np.testing.assert_allclose(g2.numpy(), [18.0])
+
+
+def test_the_shared_unit_seed_never_reaches_the_caller():
+    x = dlkit.tensor(3.0, requires_grad=True, dtype="float64")
+    x.backward()
+    (g,) = dlkit.grad(x, [x])
+    for t in (x.grad, g):
+        t.data = np.array(5.0)                  # writable, and owned by the caller
+    y = (x * 2.0)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 7.0)
+    (g2,) = dlkit.grad(x, [x])
+    np.testing.assert_allclose(g2.numpy(), 1.0)

@@ -140,6 +140,65 @@ def test_adam_keeps_float32():
     np.testing.assert_array_equal(g, 0.25)
 
 
+def _reference_adam(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, step, bias_correction, decoupled):
+    """The readable step of dlkit.optim.Adam, in numpy, operation by operation (fresh arrays)."""
+    if weight_decay and decoupled:
+        p = p * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * p
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    mh, vh = (m / (1 - beta1 ** step), v / (1 - beta2 ** step)) if bias_correction else (m, v)
+    return p - lr * mh / (vh ** 0.5 + eps), m, v
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 2e-6)])
+@pytest.mark.parametrize("weight_decay, decoupled, bias_correction",
+                         [(0, False, True), (0.1, False, True), (0.1, True, True), (0.05, False, False)])
+def test_fused_adam_equals_the_readable_formula(dtype, rtol, weight_decay, decoupled, bias_correction):
+    rng = np.random.default_rng(3)
+    kw = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=weight_decay,
+              bias_correction=bias_correction, decoupled=decoupled)
+    p = rng.standard_normal((7, 5)).astype(dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    rp, rm, rv = p.copy(), m.copy(), v.copy()
+    for t in range(1, 9):
+        g = rng.standard_normal(p.shape).astype(dtype)
+        g_before = g.copy()
+        B.adam_step(p, g, m, v, step=t, **kw)
+        rp, rm, rv = _reference_adam(rp, g, rm, rv, step=t, **kw)
+        np.testing.assert_array_equal(g, g_before)              # the gradient is left alone
+        assert p.dtype == m.dtype == v.dtype == dtype
+        if weight_decay == 0 or decoupled:                      # m, v do not see p's rounding:
+            np.testing.assert_array_equal(m, rm)                # same operations, same results
+            np.testing.assert_array_equal(v, rv)
+        np.testing.assert_allclose(m, rm, rtol=rtol, atol=0)
+        np.testing.assert_allclose(v, rv, rtol=rtol, atol=0)
+        np.testing.assert_allclose(p, rp, rtol=rtol, atol=0)
+
+
+def test_fused_steps_allocate_nothing_after_the_first():
+    import tracemalloc
+    p = np.ones((256, 128), np.float32)
+    g, m, v, buf = np.full_like(p, 0.5), np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+    adam = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, bias_correction=True,
+                decoupled=False)
+    sgd = dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01, nesterov=False)
+    B.adam_step(p, g, m, v, step=1, **adam)                     # grows the scratch buffers once
+    B.sgd_step(p, g, buf, first_step=True, **sgd)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for t in range(2, 5):
+            B.adam_step(p, g, m, v, step=t, **adam)
+            B.sgd_step(p, g, buf, first_step=False, **sgd)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - before < p.nbytes // 4, f"a fused step allocated {peak - before} bytes"
+
+
 # --------------------------------------------------------------------------- fused numerics
 def test_softmax_cross_entropy_matches_direct_formula():
     rng = np.random.default_rng(0)
@@ -215,3 +274,17 @@ def test_elementwise_results_are_arrays_and_keep_dtype():
     a = np.array(2.0, np.float32)                     # 0-d: numpy would return a scalar
     for out in (B.add(a, 1.0), B.mul(a, a), B.exp(a), B.sum(np.ones(3, np.float32))):
         assert type(out) is np.ndarray and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("sa, sb", [((5, 1), (1, 4)), ((2, 3, 1), (1, 1, 4)), ((3, 1), (2, 1, 4)),
+                                    ((1, 1), (1, 7)), ((6, 1), (1, 1)), ((0, 1), (1, 3))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_with_a_contracted_dimension_of_one_is_exact(sa, sb, dtype):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(sa).astype(dtype), rng.standard_normal(sb).astype(dtype)
+    got = B.matmul(a, b)
+    want = np.matmul(a, b)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    at = rng.standard_normal(sa[::-1]).astype(dtype).T      # a transposed view, as in Xᵀ G
+    np.testing.assert_array_equal(B.matmul(at, b), np.matmul(at, b))

@@ -21,8 +21,8 @@ otherwise working class ("partial": ``forward`` doing nothing or returning its i
 that leaves out one parameter) must lose points, since a check of the constructor alone may rightly
 pass when ``forward`` does nothing.
 
-Known weaknesses of checks owned by other helpers are listed in ``KNOWN_WEAK`` and run as
-``xfail(strict=False)`` naming the assignment, so they show up until the checks are fixed.
+A weakness found later is listed in ``KNOWN_WEAK`` and runs as ``xfail(strict=True)`` naming the
+check, so the list cannot outlive the fix (it is empty today).
 
 The file also grades, for assignments whose ``tests/mutants/<ID>.py`` defines them,
 
@@ -307,15 +307,10 @@ def _graded(assignment: str) -> list[str]:
     return names
 
 
-#: (assignment, piece, description) -> why a do-nothing answer still scores: weaknesses of checks
-#: owned by other helpers, reported to the lead; each runs as xfail(strict=False).
-KNOWN_WEAK: dict[tuple[str, str, str], str] = {
-    **{("06_gpu_kernels", "grid_size", d): "test_grid_size_rejects_invalid gives its point to a function that "
-       "raises for invalid input but answers nothing (None, or any exception) for valid input; the checks are h3's"
-       for d in ("drops the last element of its result (wrong length; other results: None)",
-                 "adds an extra element to its result (wrong length; other results: None)",
-                 "raises ValueError for every input")},
-}
+#: (assignment, piece, description) -> why a do-nothing answer still scores.  Empty: every check
+#: scores 0 on every do-nothing answer; a weakness found later is listed here as xfail(strict=True)
+#: naming the check, so it cannot be forgotten once fixed.
+KNOWN_WEAK: dict[tuple[str, str, str], str] = {}
 
 
 def _cases() -> list[Any]:
@@ -328,7 +323,7 @@ def _cases() -> list[Any]:
                 continue
             for description in do_nothing_variants(source, name):
                 why = KNOWN_WEAK.get((assignment, name, description))
-                marks = [pytest.mark.xfail(reason=f"{assignment}: {why}", strict=False)] if why else []
+                marks = [pytest.mark.xfail(reason=f"{assignment}: {why}", strict=True)] if why else []
                 cases.append(pytest.param(assignment, name, description, marks=marks,
                                           id=f"{assignment}-{name}-{description}"))
     return cases

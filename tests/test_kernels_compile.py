@@ -76,7 +76,9 @@ def test_missing_sources_fail_at_compile_time_saying_where_they_were_looked_for(
 def test_kernel_source_compiles(path, arch):
     """Compiles cleanly; for sm_80 also: every kernel cuda.py launches from this file exists
     as an extern "C" entry with exactly the parameter types cuda.py packs."""
-    result = nvcc.compile_file(path, arch, werror=True)
+    # no timeout: a correct kernel compiles however long a loaded machine makes nvcc take (a fixed
+    # 120 s failed once under `make test` on a busy 2-core machine); pytest's own limits apply
+    result = nvcc.compile_file(path, arch, werror=True, timeout=None)
     assert result.ok, f"{path.name} does not compile for {arch}:\n{result.log}"
     assert result.entries, f"{path.name} defines no kernel"
     if arch == "sm_80":
@@ -86,7 +88,7 @@ def test_kernel_source_compiles(path, arch):
 # -- the check itself can fail -------------------------------------------------------------
 @needs_nvcc
 def test_broken_source_fails_to_compile():
-    result = nvcc.compile_ptx('extern "C" __global__ void k(float* x) { x[0] = undefined_name; }')
+    result = nvcc.compile_ptx('extern "C" __global__ void k(float* x) { x[0] = undefined_name; }', timeout=None)
     assert not result.ok
     assert "undefined_name" in result.log and result.ptx == ""
     assert "undefined_name" in result.first_lines(3)
@@ -95,15 +97,15 @@ def test_broken_source_fails_to_compile():
 @needs_nvcc
 def test_warnings_fail_only_with_werror():
     src = 'extern "C" __global__ void k(float* x) { int unused = 3; x[0] = 1.0f; }'
-    assert nvcc.compile_ptx(src).ok
-    assert not nvcc.compile_ptx(src, werror=True).ok
+    assert nvcc.compile_ptx(src, timeout=None).ok
+    assert not nvcc.compile_ptx(src, werror=True, timeout=None).ok
 
 
 @needs_nvcc
 def test_compile_ptx_reports_entries():
     src = ('extern "C" __global__ void first(float* x) { x[threadIdx.x] = 0; }\n'
            'extern "C" __global__ void second(double* y, long long n) { if (n) y[0] = 1; }\n')
-    result = nvcc.compile_ptx(src, "sm_90")
+    result = nvcc.compile_ptx(src, "sm_90", timeout=None)
     assert result.ok, result.log
     assert result.entries == ["first", "second"]
     assert "-arch=sm_90" in result.command

@@ -213,4 +213,5 @@ def test_student_edition_runs_top_to_bottom(aid, student_edition, monkeypatch):
     text = printed.lower()
     assert "first" in text or "finish" in text, f"{aid}: the demos should say what to finish first"
     if aid == "07_putting_together":
-        assert text.count("falling back") == 2, "07 must fall back to dlkit's pieces when 03/04 are unfinished"
+        # 07 reaches the pieces through the library path; unfinished ones say so and skip
+        assert "not done yet" in text and "dlkit.student.load" not in text

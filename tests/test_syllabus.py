@@ -91,6 +91,12 @@ SYLLABUS: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("accuracy and confusion matrix", "07_putting_together", "Measuring a classifier", ("accuracy", "confusion")),
     ("training with own init, optimizer and normalization", "07_putting_together", "A small grid of choices", ("BatchNorm1d", "Dropout", "fit")),
     ("MNIST", "07_putting_together", "MNIST", ("DLKIT_MNIST_DIR",)),
+    ("symbolic differentiation vs autodiff (expression swell)", "01_autodiff_backprop", "symbolic differentiation is not autodiff", ("swell", "product rule")),
+    ("the notes' VJP transpose and finite-difference cost", "01_autodiff_backprop", "two slips in the lecture notes", ("J^\\top", "2d")),
+    ("the recap's W shapes", "02_fully_connected", "shapes in the lecture's recap", ("Z_i W_i", "examples")),
+    ("train / validation / test split", "07_putting_together", "judged on the validation split", ("validation", "TARGET")),
+    ("a training loop written by the student", "07_putting_together", "The training loop", ("zero_grad", "backward", "step")),
+    ("the test set, once", "07_putting_together", "The test set, once", ("X_test",)),
 ]
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")

@@ -99,3 +99,32 @@ def test_fit_argument_errors():
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), loader, early_stopping=0)
     with pytest.raises(ValueError, match="epochs must be a non-negative integer"):
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), loader, epochs=-1)
+
+
+def test_fit_keeps_nothing_of_a_batch_alive_into_the_next_forward():
+    import gc
+    import weakref
+
+    class Watched(nn.Module):
+        """An MLP that checks, at each forward, that the previous batch's graph is gone."""
+
+        def __init__(self):
+            self.net = nn.MLP([4, 8, 3], generator=np.random.default_rng(0))
+            self.previous = []                  # weakrefs to the last output and its hidden layer
+
+        def forward(self, x):
+            assert all(r() is None for r in self.previous), "the previous batch is still alive"
+            hidden = self.net[0](x)
+            out = self.net[2](self.net[1](hidden))
+            self.previous = [weakref.ref(out), weakref.ref(hidden)]
+            return out
+
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((32, 4)).astype(np.float32), rng.integers(0, 3, 32)
+    model = Watched()
+    gc.disable()                                # refcounting alone must free it
+    try:
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
+            data.DataLoader(data.TensorDataset(X, y), batch_size=8), epochs=2, progress=False)
+    finally:
+        gc.enable()

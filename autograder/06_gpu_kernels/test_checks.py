@@ -55,6 +55,15 @@ def entry(n, bs):
 
 @check("grid_size", points=1)
 def test_grid_size_rejects_invalid(student):
+    # the point is for rejecting ONLY what is invalid: a function that raises for everything
+    # (or answers valid input wrongly) earns nothing here
+    for n, bs in [(5, 4), (0, 32), (256, 256)]:
+        kind, message = student.run(_RAISES, "entry", n, bs)
+        want = repr(ref.grid_size(n, bs))
+        if kind != "returned" or message != want:
+            what = f"returned {message}" if kind == "returned" else f"raised {kind}: {message}"
+            fail(f"grid_size({n}, {bs}) is valid input and should return {want}, but {what}; "
+                 "rejecting input is only right for n < 0 or block_size < 1.")
     for n, bs in [(-1, 128), (10, 0), (10, -4), (-5, -5)]:
         kind, message = student.run(_RAISES, "entry", n, bs)
         if kind != "ValueError":

@@ -74,14 +74,14 @@ def ptx_entries(ptx: str) -> list[str]:
 
 def compile_ptx(source: str, arch: str = "sm_80", *, werror: bool = False,
                 include_dirs: Sequence[str | os.PathLike] = (), options: Sequence[str] = (),
-                timeout: float = 120.0, filename: str = "kernel.cu") -> CompileResult:
+                timeout: float | None = 120.0, filename: str = "kernel.cu") -> CompileResult:
     """Compile CUDA C ``source`` to PTX for ``arch`` (e.g. ``"sm_80"``, ``"sm_90"``).
 
     Runs ``nvcc --ptx -arch=ARCH [-Werror all-warnings] [-I DIR ...] OPTIONS`` on a copy of the
     source in a fresh temporary directory (deleted afterwards).  ``werror=True`` turns every
     warning into an error (the project's own kernels are held to that).  A compiler error, a
     timeout, or an unsupported ``arch`` gives ``ok=False`` with the reason in ``log``; nothing
-    is raised for bad *source*.
+    is raised for bad *source*.  ``timeout=None`` waits for nvcc however long it takes.
 
     Raises ``FileNotFoundError`` when nvcc is not installed (check :func:`nvcc_available`).
     """
@@ -113,7 +113,7 @@ def compile_ptx(source: str, arch: str = "sm_80", *, werror: bool = False,
 
 def compile_file(path: str | os.PathLike, arch: str = "sm_80", *, werror: bool = False,
                  include_dirs: Sequence[str | os.PathLike] = (), options: Sequence[str] = (),
-                 timeout: float = 120.0) -> CompileResult:
+                 timeout: float | None = 120.0) -> CompileResult:
     """:func:`compile_ptx` on a ``.cu`` file; its own directory is on the include path."""
     path = Path(path)
     return compile_ptx(path.read_text(), arch, werror=werror,
