@@ -7,10 +7,13 @@ For every ``DIR/submitted/<student>/<ID>/<notebook>.ipynb`` (files there are onl
 
 1. a pool process grades it (:func:`autograder.harness.grade`: checks in the pool process, the
    student's code in that process's sandbox worker);
-2. the main process writes ``DIR/autograded/<student>/<ID>/results.json`` and a copy of the
-   notebook (for formgrader), ``DIR/feedback/<student>/<ID>/<notebook>.html`` (nbgrader's
-   feedback layout), then upserts the scores into the gradebook (one commit);
-3. only after that commit, it writes the journal marker
+2. the main process writes ``DIR/autograded/<student>/<ID>/results.json``, a copy of the
+   notebook for formgrader (the checks' results as the output of its test cells) and nbgrader's
+   ``timestamp.txt`` / ``submission_secret.txt`` (feedback pages: ``nbgrader generate_feedback``);
+   then it upserts the scores and the check messages (comments on the answer cells) into the
+   gradebook, ``--record-every N`` graded submissions (default 32) per session and commit
+   (:class:`_Recorder`);
+3. only after that commit, it writes each of those submissions' journal marker
    ``DIR/autograded/<student>/<ID>/.dlkit-autograde.json`` (atomically), holding a key = hash of
    (notebook bytes, hidden checks, harness version, grade-cell points, database URL).
 
@@ -33,7 +36,7 @@ summary and in ``autograded/<student>/<ID>/.dlkit-autograde-failed.json``, its m
 written, and the batch goes on (exit status 1).  A student folder whose name is not UTF-8 or
 holds HTML-special characters (formgrader's page template writes the student id unescaped) is
 reported and never graded or recorded.  A grading process that dies costs only the submission
-it was grading (see :class:`_Pool`).  What goes to ``autograded/`` and ``feedback/``
+it was grading (see :class:`_Pool`).  What goes to ``autograded/``
 is written fresh by this process (its own umask; never a copy of a submitted file's mode or
 links): results, the notebook rebuilt for formgrader (:mod:`autograder.sanitize`), and the bytes
 of ``timestamp.txt`` / ``submission_secret.txt`` as read safely.
