@@ -31,7 +31,7 @@ from .kit import (NOTEBOOKS, REPO, WITHHELD_FILES, WITHHELD_KERNEL_FILES, graded
                   withheld_objects)
 from .kit_scan import ReleaseLeak, scan_kit, withheld_names  # noqa: F401
 
-KIT_FILES = ("pyproject.toml", "environment.yml", "README.md")
+KIT_FILES = ("pyproject.toml", "environment.yml", "README.md", "requirements/base.lock")
 
 STUDENT_MAKEFILE = """\
 # Student edition of the dlkit course. `make lab` sets everything up and opens JupyterLab.
@@ -41,10 +41,13 @@ VENV := .venv
 lab: $(VENV)/.installed
 \tJUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config $(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-$(VENV)/.installed: kit/pyproject.toml
+# The exact versions the course was tested with (kit/requirements/base.lock), then the kit itself
+# without re-resolving anything.
+$(VENV)/.installed: kit/pyproject.toml kit/requirements/base.lock
 \t$(PYTHON) -m venv $(VENV)
 \t$(VENV)/bin/python -m pip install -q --upgrade pip
-\t$(VENV)/bin/python -m pip install -q -e ./kit
+\t$(VENV)/bin/python -m pip install -q -r kit/requirements/base.lock
+\t$(VENV)/bin/python -m pip install -q --no-deps -e ./kit
 \t@touch $@
 """
 
@@ -195,6 +198,7 @@ def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str 
                           + "\n  ".join(leaks))
     for name in KIT_FILES:
         if (REPO / name).exists():
+            (kit / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, kit / name)
     (out / "packs").mkdir(exist_ok=True)
     (out / "packs" / "README.md").write_text(PACKS_README, encoding="utf-8")

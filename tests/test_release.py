@@ -299,7 +299,12 @@ def test_release_has_every_assignment_and_the_kit(built_release):
     assert (built_release / "kit" / "dlkit" / "__init__.py").is_file()
     assert (built_release / "kit" / "pyproject.toml").is_file()
     makefile = (built_release / "Makefile").read_text()
-    assert "lab:" in makefile and "pip install -q -e ./kit" in makefile and "\tjupyter" not in makefile
+    assert "lab:" in makefile and "\tjupyter" not in makefile
+    # the student's `make lab` installs the locked versions, then the kit without re-resolving
+    assert "pip install -q -r kit/requirements/base.lock" in makefile
+    assert "pip install -q --no-deps -e ./kit" in makefile
+    assert (built_release / "kit" / "requirements" / "base.lock").read_bytes() == \
+        (REPO / "requirements" / "base.lock").read_bytes()
     assert sorted((built_release / "kit" / "kernels").glob("*.cu")) or not list((REPO / "kernels").glob("*.cu"))
 
 

@@ -18,13 +18,38 @@ import warnings
 from .base import Backend
 from .numpy_backend import NumpyBackend
 
-__all__ = ["Backend", "BackendUnavailable", "get_backend", "set_backend", "available_backends"]
+__all__ = ["Backend", "BackendUnavailable", "BackendFallbackWarning", "get_backend", "set_backend",
+           "available_backends"]
 
 CHOICES = ("auto", "numpy", "cuda")
 
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here; the message says why."""
+
+
+class BackendFallbackWarning(UserWarning):
+    """``auto`` chose numpy because CUDA cannot run here (one readable line, once per process)."""
+
+
+def _one_line(message, category, filename, lineno, line=None):  # noqa: ARG001 - formatwarning's
+    return f"{message}\n"
+
+
+def _announce_fallback(reason: BackendUnavailable) -> None:
+    """Say once, as one plain line (no file name, no source line), why auto chose numpy.
+
+    It stays a warning (``BackendFallbackWarning``, a ``UserWarning``) so that filters and
+    ``pytest.warns`` see it; only its printed form is shortened.
+    """
+    text = (f"dlkit: using the numpy backend ({reason}). Set DLKIT_BACKEND=numpy to choose it "
+            f"explicitly and hide this note.")
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line
+    try:
+        warnings.warn(text, BackendFallbackWarning, stacklevel=4)
+    finally:
+        warnings.formatwarning = shown
 
 
 _numpy = NumpyBackend()
@@ -49,7 +74,7 @@ def _resolve(name: str) -> Backend:
     try:
         return _cuda_backend()
     except BackendUnavailable as exc:
-        warnings.warn(f"dlkit: using the numpy backend ({exc})", stacklevel=3)
+        _announce_fallback(exc)
         return _numpy
 
 
