@@ -4,6 +4,7 @@
     python -m autograder batch --course-dir DIR --assignment ID [--workers N] [--db URL]
                                [--scheduler tcp://HOST:8786 | local:N] [--allow-weak-isolation]
     python -m autograder release --out release          (autograder/release.py)
+    python -m autograder gradescope ID [--out ZIP]       (autograder/gradescope.py)
 
 Exit status: 0 when grading happened (whatever the score), 2 for usage or harness errors
 (unknown assignment, unreadable file, broken checks, sandbox cannot start), 1 when a batch
@@ -48,8 +49,8 @@ def _batch(args: argparse.Namespace) -> int:
         return run_batch(args.course_dir, args.assignment, workers=args.workers, db_url=args.db,
                          checks_root=args.checks_root, force=args.force,
                          source_notebook=args.source, progress=not args.no_progress,
-                         isolate=not args.no_isolation, scheduler=args.scheduler,
-                         allow_weak_isolation=args.allow_weak_isolation)
+                         isolate=not args.no_isolation, record_every=args.record_every,
+                         scheduler=args.scheduler, allow_weak_isolation=args.allow_weak_isolation)
     except HarnessError as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return 2
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "release":
         from .release import main as release_main
         return int(release_main(argv[1:]) or 0)
+    if argv and argv[0] in ("gradescope", "gradescope-run"):
+        from . import gradescope
+        return (gradescope.main if argv[0] == "gradescope" else gradescope.run_main)(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--workers", type=int, default=2, help="parallel graders (default 2)")
     b.add_argument("--db", default=None, help="SQLAlchemy URL (default sqlite:///DIR/gradebook.db)")
     b.add_argument("--force", action="store_true", help="re-grade submissions already graded")
+    b.add_argument("--record-every", type=int, default=32,
+                   help="graded submissions written per gradebook commit (default 32)")
     b.add_argument("--source", default=None,
                    help="source notebook with the test cells' points (default: found in the course)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --scheduler: let workers whose sandbox has no namespaces (Landlock only) "
                         "grade; by default they refuse")
     sub.add_parser("release", help="build the student edition (see autograder/release.py)")
+    sub.add_parser("gradescope", help="write a Gradescope autograder zip (see autograder/gradescope.py)")
     args = parser.parse_args(argv)
     if args.command == "grade":
         return _grade(args)

@@ -7,10 +7,13 @@ For every ``DIR/submitted/<student>/<ID>/<notebook>.ipynb`` (files there are onl
 
 1. a pool process grades it (:func:`autograder.harness.grade`: checks in the pool process, the
    student's code in that process's sandbox worker);
-2. the main process writes ``DIR/autograded/<student>/<ID>/results.json`` and a copy of the
-   notebook (for formgrader), ``DIR/feedback/<student>/<ID>/<notebook>.html`` (nbgrader's
-   feedback layout), then upserts the scores into the gradebook (one commit);
-3. only after that commit, it writes the journal marker
+2. the main process writes ``DIR/autograded/<student>/<ID>/results.json``, a copy of the
+   notebook for formgrader (the checks' results as the output of its test cells) and nbgrader's
+   ``timestamp.txt`` / ``submission_secret.txt`` (feedback pages: ``nbgrader generate_feedback``);
+   then it upserts the scores and the check messages (comments on the answer cells) into the
+   gradebook, ``--record-every N`` graded submissions (default 32) per session and commit
+   (:class:`_Recorder`);
+3. only after that commit, it writes each of those submissions' journal marker
    ``DIR/autograded/<student>/<ID>/.dlkit-autograde.json`` (atomically), holding a key = hash of
    (notebook bytes, hidden checks, harness version, grade-cell points, database URL).
 
@@ -33,7 +36,7 @@ summary and in ``autograded/<student>/<ID>/.dlkit-autograde-failed.json``, its m
 written, and the batch goes on (exit status 1).  A student folder whose name is not UTF-8 or
 holds HTML-special characters (formgrader's page template writes the student id unescaped) is
 reported and never graded or recorded.  A grading process that dies costs only the submission
-it was grading (see :class:`_Pool`).  What goes to ``autograded/`` and ``feedback/``
+it was grading (see :class:`_Pool`).  What goes to ``autograded/``
 is written fresh by this process (its own umask; never a copy of a submitted file's mode or
 links): results, the notebook rebuilt for formgrader (:mod:`autograder.sanitize`), and the bytes
 of ``timestamp.txt`` / ``submission_secret.txt`` as read safely.
@@ -57,7 +60,7 @@ from typing import Any, Iterator
 
 from . import gradebook as gbook
 from . import safefile
-from .feedback import atomic_write, printable, write_feedback
+from .feedback import atomic_write, check_messages, ensure_release_files, printable, show_check_results
 from .harness import (HARNESS_VERSION, MAX_NOTEBOOK_BYTES, HarnessError, REPO, build_student_edition,
                       checks_dir, checks_fingerprint, grade)
 from .sanitize import formgrader_copy, placeholder_notebook
@@ -229,12 +232,20 @@ def _pool_grade(student: str, notebook: str, within: str, problem: str | None) -
     try:
         results = grade(_POOL["assignment"], notebook, checks_root=_POOL["checks_root"],
                         student_dlkit=_POOL["kit"], isolate=_POOL["isolate"], within=within,
-                        problem=problem)
+                        problem=problem, limits=_course_limits(within))
         return student, results, None
     except HarnessError as exc:
         return student, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - reported, not recorded
         return student, None, f"{type(exc).__name__}: {exc}"
+
+
+def _course_limits(course_dir: str) -> Any:
+    """The sandbox limits the course's nbgrader_config.py sets (``c.DlkitGrader.*``), read once."""
+    if _POOL.get("limits_for") != course_dir:
+        from .preprocessors import limits_from_config
+        _POOL["limits"], _POOL["limits_for"] = limits_from_config(course_dir), course_dir
+    return _POOL["limits"]
 
 
 class _Pool:
@@ -314,31 +325,117 @@ def _marker_matches(path: Path, key: str) -> bool:
 
 def _no_notebook_results(assignment: str, job: Job) -> dict[str, Any]:
     """No notebook at all: nothing to grade; grade cells stay for manual grading."""
-    return {"score": 0.0, "max_score": 0.0, "tests": [], "functions": {}, "assignment": assignment,
-            "output": f"Your submission folder holds no .ipynb notebook for {assignment}.",
-            "submission": {"path": str(job.submitted_dir), "sha256": None}, "staff_notes": []}
+    from .results import without_notebook
+    return without_notebook(assignment, job.submitted_dir,
+                            f"Your submission folder holds no .ipynb notebook for {assignment}.")
 
 
-def _record(course_dir: Path, assignment: str, job: Job, results: dict[str, Any], key: str,
-            db_url: str, cell_max: dict[str, float]) -> None:
-    """Write results, notebook copy, feedback, gradebook — then the marker (the journal)."""
+def _write_files(course_dir: Path, assignment: str, job: Job, results: dict[str, Any],
+                 cell_max: dict[str, float]) -> gbook.Record:
+    """Write results and the notebook copy (with the checks' results as the test cells' output)
+    into ``autograded/``; return what the gradebook gets.  Feedback pages are nbgrader's
+    (``nbgrader generate_feedback`` renders the copy and the gradebook's comments)."""
+    import nbformat
     out_dir = course_dir / "autograded" / job.student / assignment
     atomic_write(out_dir / "results.json", json.dumps(results, indent=1))
-    atomic_write(out_dir / f"{job.notebook_id}.ipynb", _formgrader_copy(course_dir, job))
+    scores = gbook.cell_scores(results, cell_max)
+    copy = nbformat.reads(_formgrader_copy(course_dir, job), as_version=4)
+    atomic_write(out_dir / f"{job.notebook_id}.ipynb",
+                 nbformat.writes(show_check_results(copy, results, scores, cell_max)))
+    for name, data in job.files.items():       # nbgrader's files, as read safely
+        if name != "timestamp.txt":
+            atomic_write(out_dir / name, data)
     if job.timestamp:
         atomic_write(out_dir / "timestamp.txt", job.timestamp)
-    write_feedback(course_dir / "feedback" / job.student / assignment, results, job.student,
-                   job.notebook_id, files=job.files)
-    t0 = time.monotonic()
-    gbook.record_results(db_url, assignment, job.notebook_id, job.student,
-                         gbook.cell_scores(results, cell_max), job.timestamp)
-    TIMINGS["gradebook_s"] += time.monotonic() - t0
-    _kill_hook()
+    ensure_release_files(out_dir)             # hand-unpacked submissions: release_feedback works
+    return gbook.Record(job.student, scores, job.timestamp, check_messages(results))
+
+
+def _write_marker(course_dir: Path, assignment: str, job: Job, results: dict[str, Any], key: str) -> None:
+    out_dir = course_dir / "autograded" / job.student / assignment
     atomic_write(out_dir / MARKER, json.dumps({"key": key, "score": results["score"],
                                                "max_score": results["max_score"],
                                                "graded_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                                **({"grader": job.grader} if job.grader else {})}))
     (out_dir / FAILED).unlink(missing_ok=True)
+
+
+def _record(course_dir: Path, assignment: str, job: Job, results: dict[str, Any], key: str,
+            db_url: str, cell_max: dict[str, float]) -> None:
+    """One submission on its own: files, gradebook (one commit) — then the marker (the journal)."""
+    rec = _write_files(course_dir, assignment, job, results, cell_max)
+    t0 = time.monotonic()
+    gbook.record_many(db_url, assignment, job.notebook_id, [rec])
+    TIMINGS["gradebook_s"] += time.monotonic() - t0
+    _kill_hook()
+    _write_marker(course_dir, assignment, job, results, key)
+
+
+#: Graded submissions written to the gradebook per session and commit (``--record-every``).
+RECORD_EVERY = 32
+
+
+class _Recorder:
+    """Batched recording with the same journal: files first, then ONE gradebook commit for up to
+    ``every`` submissions, then their markers.  A kill before the commit loses the staged
+    submissions' rows (no markers: regraded on the rerun); a kill after it, before the markers,
+    leaves rows that the rerun overwrites with the same values.  If a batched commit fails, its
+    submissions are recorded one at a time, so only the one the gradebook refuses is reported."""
+
+    def __init__(self, course_dir: Path, assignment: str, db_url: str, cell_max: dict[str, float],
+                 every: int = RECORD_EVERY) -> None:
+        self.course_dir, self.assignment, self.db_url, self.cell_max = course_dir, assignment, db_url, cell_max
+        self.every = max(1, int(every))
+        self.staged: list[tuple[Job, dict[str, Any], str, gbook.Record]] = []
+        self.done: list[tuple[Job, dict[str, Any], str | None]] = []   # (job, results, why not recorded)
+
+    def add(self, job: Job, results: dict[str, Any], key: str) -> None:
+        try:
+            rec = _write_files(self.course_dir, self.assignment, job, results, self.cell_max)
+        except Exception as exc:  # noqa: BLE001 - one submission's failure must not stop the batch
+            self._failed(job, results, exc)
+            return
+        self.staged.append((job, results, key, rec))
+        if len(self.staged) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        staged, self.staged = self.staged, []
+        if not staged:
+            return
+        t0 = time.monotonic()
+        try:
+            gbook.record_many(self.db_url, self.assignment, staged[0][0].notebook_id, [s[3] for s in staged])
+            TIMINGS["gradebook_s"] += time.monotonic() - t0
+        except Exception:  # noqa: BLE001 - find the one the gradebook refuses
+            if len(staged) == 1:
+                self._failed(staged[0][0], staged[0][1], sys.exc_info()[1])
+                return
+            for job, results, key, _ in staged:
+                why = _record_or_report(self.course_dir, self.assignment, job, results, key,
+                                        self.db_url, self.cell_max)
+                self.done.append((job, results, why))
+            return
+        _kill_hook()
+        for job, results, key, _ in staged:
+            try:
+                _write_marker(self.course_dir, self.assignment, job, results, key)
+                self.done.append((job, results, None))
+            except Exception as exc:  # noqa: BLE001
+                self._failed(job, results, exc)
+
+    def _failed(self, job: Job, results: dict[str, Any], exc: BaseException) -> None:
+        reason = printable(f"recording failed: {type(exc).__name__}: {exc}")[:2000]
+        try:
+            atomic_write(self.course_dir / "autograded" / job.student / self.assignment / FAILED,
+                         json.dumps({"reason": reason, "score": results.get("score")}))
+        except Exception:  # noqa: BLE001 - the summary still reports it
+            pass
+        self.done.append((job, results, reason))
+
+    def take(self) -> list[tuple[Job, dict[str, Any], str | None]]:
+        done, self.done = self.done, []
+        return done
 
 
 def _formgrader_copy(course_dir: Path, job: Job) -> str:
@@ -386,12 +483,14 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
               db_url: str | None = None, checks_root: str | os.PathLike | None = None,
               force: bool = False, source_notebook: str | os.PathLike | None = None,
               progress: bool = True, isolate: bool = True, student_dlkit: str | None = None,
-              scheduler: str | None = None, allow_weak_isolation: bool = False) -> int:
+              record_every: int = RECORD_EVERY, scheduler: str | None = None,
+              allow_weak_isolation: bool = False) -> int:
     """Grade every submission of ``assignment``; returns the exit status (0, or 1 if some failed).
 
     ``scheduler``: grade on Dask (``"tcp://host:8786"``, or ``"local:N"`` for an in-process
     cluster of N worker processes; :mod:`autograder.distributed`) instead of ``workers`` local
     processes; ``allow_weak_isolation``: let Dask workers without namespaces grade.
+    ``record_every``: graded submissions written per gradebook session and commit.
     """
     course = Path(course_dir).resolve()
     if not course.is_dir():
@@ -451,7 +550,8 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
                   f"graded, {len(todo)} to grade with {workers} worker(s)", file=sys.stderr)
             # While the pool grades: the gradebook (importing nbgrader takes seconds).
             notebook_id = gbook.gradebook_notebook(db_url, assignment, file_stem) or file_stem
-            cell_max = gbook.ensure_assignment(db_url, assignment, notebook_id, cells)
+            cell_max = gbook.ensure_assignment(db_url, assignment, notebook_id, cells,
+                                               gbook.source_answer_ids(source) if source else [])
             if not cell_max:
                 print("warning: no grade cells known for this assignment: scores go to results.json "
                       "and feedback only (pass --source with the source notebook)", file=sys.stderr)
@@ -465,12 +565,18 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
             for job, _ in todo:
                 job.notebook_id = notebook_id
 
+            recorder = _Recorder(course, assignment, db_url, cell_max, record_every)
+
+            def settle() -> None:
+                for job, results, why in recorder.take():
+                    if why is None:
+                        scores.append(results["score"])
+                    else:
+                        unrecorded.append(f"{job.student}: {why}")
+
             def record(job: Job, results: dict[str, Any], key: str) -> None:
-                why = _record_or_report(course, assignment, job, results, key, db_url, cell_max)
-                if why is None:
-                    scores.append(results["score"])
-                else:
-                    unrecorded.append(f"{job.student}: {why}")
+                recorder.add(job, results, key)
+                settle()
 
             bar = tqdm(total=len(todo), disable=not progress or not todo, unit="sub", file=sys.stderr)
             for job, key in todo:   # submissions without a notebook need no grading
@@ -483,6 +589,8 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
                 else:
                     record(job, results, key)
                 bar.update(1)
+            recorder.flush()
+            settle()
             bar.close()
         finally:
             pool.shutdown(cancel=True)        # all done, or interrupted: cancel what did not start

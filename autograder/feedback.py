@@ -1,10 +1,11 @@
-"""Per-student feedback files in nbgrader's layout.
+"""Check messages for nbgrader's channels, and safe file writing.
 
-nbgrader's ``release_feedback`` publishes ``feedback/<student>/<assignment>/<notebook>.html``
-and reads ``timestamp.txt`` and ``submission_secret.txt`` beside it (their bytes, as the batch
-read them safely from the submission, are written here), so ``nbgrader release_feedback`` /
-``fetch_feedback`` work unchanged on what we write.  The page shows each check's result and
-message; ``staff_notes`` (internal check errors) are never included.
+The kit no longer writes its own feedback pages: the checks' messages become nbgrader comments
+on the answer cells and the output of the autograder-tests cells (:func:`check_messages`,
+:func:`cell_output_text`; written by ``nbgrader autograde`` through
+:mod:`autograder.preprocessors` and by the batch through :mod:`autograder.gradebook`), so
+formgrader shows them and ``nbgrader generate_feedback`` renders them into ``feedback/``.
+``staff_notes`` (internal check errors) are never included.
 
 Every file is written fresh by :func:`atomic_write` (this process's umask, never through a link)
 and text that cannot be encoded (e.g. a lone surrogate in a student's exception message) is
@@ -12,12 +13,11 @@ escaped (:func:`printable`), never a crash.
 """
 from __future__ import annotations
 
-import html
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_html", "write_feedback", "atomic_write", "printable"]
+__all__ = ["check_messages", "cell_output_text", "atomic_write", "printable"]
 
 
 def printable(text: str) -> str:
@@ -50,43 +50,74 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem} table{border-collapse:collapse;margin:1rem 0} td,th{padding:.25rem .6rem;
-border-bottom:1px solid #ddd;text-align:left} .passed{color:#17672d}.failed,.error{color:#a4161a}
-.skipped,.not{color:#7a5c00} pre{background:#f6f6f6;padding:.6rem;white-space:pre-wrap;
-overflow-wrap:anywhere;border-left:3px solid #ccc}
-"""
+def _status_word(t: dict[str, Any]) -> str:
+    status = t.get("status") or ("passed" if t["score"] == t["max_score"] else "failed")
+    return "PASS" if status == "passed" else status.upper()
 
 
-def render_html(results: dict[str, Any], student: str, notebook: str) -> str:
-    """The feedback page for one graded notebook."""
-    e = html.escape
-    rows = []
-    for name, f in results.get("functions", {}).items():
-        rows.append(f"<tr><td><code>{e(name)}</code></td><td>{f['score']:g} / {f['max_score']:g}</td></tr>")
-    checks = []
+def check_messages(results: dict[str, Any]) -> dict[str, str]:
+    """``{function: comment}``: what the hidden checks say about each graded function.
+
+    Stored as the nbgrader comment (``auto_comment``) of the function's answer cell, so formgrader
+    shows it beside the cell and ``nbgrader generate_feedback`` renders it.  Built from the
+    student-facing ``output`` of each check only: ``staff_notes`` never reach a comment.  A
+    message about the whole submission (``results["output"]``) heads every comment.
+    """
+    per: dict[str, list[str]] = {}
     for t in results.get("tests", []):
-        status = t.get("status", "passed" if t["score"] == t["max_score"] else "failed")
-        body = f"<pre>{e(t['output'])}</pre>" if t.get("output") else ""
-        checks.append(f"<li><span class='{e(status.split()[0])}'>{e(status.upper())}</span> "
-                      f"{t['score']:g}/{t['max_score']:g} &mdash; {e(t['name'])}{body}</li>")
-    overall = f"<pre>{e(results['output'])}</pre>" if results.get("output") else ""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback: {e(notebook)}</title>"
-            f"<style>{_STYLE}</style></head><body>"
-            f"<h1>{e(results.get('assignment', ''))} &mdash; {e(notebook)}</h1>"
-            f"<p>Student: <b>{e(student)}</b>. Autograded score: <b>{results['score']:g} / "
-            f"{results['max_score']:g}</b> (hidden checks; manual grading may add to this).</p>"
-            f"{overall}<table><tr><th>function</th><th>points</th></tr>{''.join(rows)}</table>"
-            f"<h2>Checks</h2><ul>{''.join(checks)}</ul></body></html>")
+        per.setdefault(t.get("function", ""), []).append(t)
+    overall = printable(results.get("output") or "")
+    out: dict[str, str] = {}
+    for function, tests in per.items():
+        f = results.get("functions", {}).get(function, {})
+        lines = [f"Hidden checks for {function}: {f.get('score', 0):g} / {f.get('max_score', 0):g} points"]
+        if overall:
+            lines.append(overall)
+        for t in tests:
+            lines.append(f"[{_status_word(t)}] {t['name']} ({t['score']:g}/{t['max_score']:g})")
+            if t.get("output") and t["output"] != results.get("output"):
+                lines += ["    " + ln for ln in printable(t["output"]).splitlines()[:40]]
+        out[function] = "\n".join(lines)
+    return out
 
 
-def write_feedback(feedback_dir: Path, results: dict[str, Any], student: str, notebook: str,
-                   files: dict[str, bytes] | None = None) -> Path:
-    """Write ``feedback_dir/<notebook>.html`` and ``files`` (nbgrader's timestamp/secret files:
-    name -> bytes already read from the submission by :func:`autograder.safefile.read_file`)."""
-    path = feedback_dir / f"{notebook}.html"
-    atomic_write(path, render_html(results, student, notebook))
-    for name, data in (files or {}).items():
-        atomic_write(feedback_dir / name, data)
-    return path
+def cell_output_text(results: dict[str, Any], function: str, cell_score: float, cell_max: float) -> str:
+    """The output shown under the autograder-tests cell ``test_<function>`` (formgrader, feedback)."""
+    text = check_messages(results).get(function, "")
+    return f"Autograder (sandboxed hidden checks): {cell_score:g} / {cell_max:g} points\n{text}\n"
+
+
+def show_check_results(nb: Any, results: dict[str, Any], scores: dict[str, float],
+                       cell_max: dict[str, float]) -> Any:
+    """Set the outputs of ``nb``'s autograder-tests cells (an nbformat notebook, changed in place)
+    to the checks' results, as formgrader and nbgrader's feedback show a cell's output; every
+    other code cell's outputs are cleared (nothing in the notebook was executed)."""
+    from nbformat import v4
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        cell["outputs"] = []
+        cell["execution_count"] = None
+        gid = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
+        if gid in scores and gid in cell_max:
+            text = cell_output_text(results, gid[len("test_"):], scores[gid], cell_max[gid])
+            cell["outputs"] = [v4.new_output("stream", name="stdout", text=text)]
+    return nb
+
+
+def ensure_release_files(folder: Path) -> None:
+    """``timestamp.txt`` and ``submission_secret.txt`` in an autograded folder, written when the
+    submission lacked them (unpacked by hand from an LMS download), so that ``nbgrader
+    generate_feedback`` copies them to ``feedback/`` and ``nbgrader release_feedback`` does not
+    crash.  The timestamp is then the grading time (never used for late penalties: those use the
+    gradebook's submission time, set only from a submitted ``timestamp.txt``); the secret is
+    random (no student holds it, so such feedback goes back through the LMS, not
+    ``fetch_feedback``).  Files already there are kept (reruns change nothing)."""
+    import datetime
+    import secrets
+    folder = Path(folder)
+    if not (folder / "timestamp.txt").is_file():
+        now = datetime.datetime.now(datetime.timezone.utc)
+        atomic_write(folder / "timestamp.txt", now.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    if not (folder / "submission_secret.txt").is_file():
+        atomic_write(folder / "submission_secret.txt", secrets.token_hex(16))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CellSpec", "source_grade_cells", "record_results", "cell_scores", "dump_gradebook",
+__all__ = ["CellSpec", "Record", "source_grade_cells", "record_results", "record_many", "set_grade", "set_comments", "cell_scores", "dump_gradebook",
            "default_db_url"]
 
 
@@ -52,6 +52,12 @@ def source_grade_cells(source_notebook: Path) -> list[CellSpec]:
     return [CellSpec(gid, float(points)) for gid, (_, points) in nbparse.test_cells(nb).items()]
 
 
+def source_answer_ids(source_notebook: Path) -> list[str]:
+    """The answer (solution) cells' ``grade_id`` of a source notebook."""
+    from dlkit import student as nbparse
+    return list(nbparse.answer_cells(nbparse.read_notebook(source_notebook)))
+
+
 def cell_scores(results: dict[str, Any], cell_max: dict[str, float]) -> dict[str, float]:
     """``{grade_id: auto_score}`` for the grade cells ``test_<function>`` our checks cover."""
     out = {}
@@ -78,8 +84,10 @@ def _retry(fn: Any, attempts: int = 8) -> Any:
             time.sleep(0.2 * (i + 1))
 
 
-def ensure_assignment(db_url: str, assignment: str, notebook_id: str, cells: list[CellSpec]) -> dict[str, float]:
-    """Make sure the assignment, its notebook and grade cells exist; return ``{grade_id: max}``.
+def ensure_assignment(db_url: str, assignment: str, notebook_id: str, cells: list[CellSpec],
+                      answer_ids: list[str] = ()) -> dict[str, float]:
+    """Make sure the assignment, its notebook, grade cells and answer (solution) cells exist;
+    return ``{grade_id: max}``.  Answer cells carry the check messages as comments.
 
     Cells already in the gradebook (from ``nbgrader generate_assignment``) win over ``cells``.
     """
@@ -98,6 +106,10 @@ def ensure_assignment(db_url: str, assignment: str, notebook_id: str, cells: lis
                     gb.update_or_create_grade_cell(spec.grade_id, notebook_id, assignment,
                                                    max_score=spec.max_score, cell_type="code")
                     have[spec.grade_id] = spec.max_score
+            solutions = {c.name for c in nb.solution_cells}
+            for gid in answer_ids:
+                if gid not in solutions:
+                    gb.update_or_create_solution_cell(gid, notebook_id, assignment)
             return have
 
     return _retry(work)
@@ -122,40 +134,81 @@ def gradebook_notebook(db_url: str, assignment: str, submitted_name: str) -> str
     return names[0] if len(names) == 1 else None
 
 
-def record_results(db_url: str, assignment: str, notebook_id: str, student: str,
-                   scores: dict[str, float], timestamp: str | None = None) -> None:
-    """Upsert the student, the submission and the auto scores of its grade cells; one commit."""
+def set_grade(grade: Any, scores: dict[str, float]) -> None:
+    """The one rule for a grade cell's auto score (the batch and ``nbgrader autograde`` share it).
+
+    A cell our checks cover gets its scaled score (needing manual review only if a TA already
+    gave a manual score); any other grade cell (manually graded answers, markdown/task cells)
+    gets ``auto_score = None`` and ``needs_manual_grade = True``.
+    """
+    if grade.name in scores:
+        grade.auto_score = scores[grade.name]
+        grade.needs_manual_grade = grade.manual_score is not None
+    else:
+        grade.auto_score = None
+        grade.needs_manual_grade = True
+
+
+@dataclass
+class Record:
+    """One graded submission to write: its student, cell scores, timestamp and cell comments."""
+
+    student: str
+    scores: dict[str, float]
+    timestamp: str | None = None
+    comments: dict[str, str] | None = None      # {answer-cell grade_id: check messages}
+
+
+def record_many(db_url: str, assignment: str, notebook_id: str, records: list[Record]) -> None:
+    """Upsert several submissions' students, submissions, auto scores and auto comments in ONE
+    gradebook session and ONE commit (all or nothing).
+
+    Idempotent: every value is computed from the records alone, so writing the same records
+    again leaves the gradebook as it was.  Manual scores and manual comments are never touched.
+    """
     from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.utils import parse_utc
 
     def work() -> None:
         with Gradebook(db_url) as gb:
-            gb.update_or_create_student(student)
-            kwargs = {"timestamp": timestamp} if timestamp else {}
-            try:
-                sub = gb.find_submission(assignment, student)
-                if timestamp:
-                    from nbgrader.utils import parse_utc
-                    sub.timestamp = parse_utc(timestamp)
-            except MissingEntry:
-                sub = gb.add_submission(assignment, student, **kwargs)
-            for nb in sub.notebooks:
-                if nb.name != notebook_id:
-                    continue
-                for grade in nb.grades:
-                    if grade.cell_type != "code" and grade.name not in scores:
-                        # markdown/task cells: manual grading, as nbgrader's autograde leaves them
-                        grade.auto_score = None
-                        grade.needs_manual_grade = True
+            for rec in records:
+                gb.update_or_create_student(rec.student)
+                try:
+                    sub = gb.find_submission(assignment, rec.student)
+                    if rec.timestamp:
+                        sub.timestamp = parse_utc(rec.timestamp)
+                except MissingEntry:
+                    kwargs = {"timestamp": rec.timestamp} if rec.timestamp else {}
+                    sub = gb.add_submission(assignment, rec.student, **kwargs)
+                for nb in sub.notebooks:
+                    if nb.name != notebook_id:
                         continue
-                    if grade.name in scores:
-                        grade.auto_score = scores[grade.name]
-                        grade.needs_manual_grade = grade.manual_score is not None
-                    else:
-                        grade.auto_score = None
-                        grade.needs_manual_grade = True
+                    for grade in nb.grades:
+                        set_grade(grade, rec.scores)
+                    if rec.comments is not None:
+                        set_comments(gb, nb, rec.comments)
             gb.db.commit()
 
     _retry(work)
+
+
+def set_comments(gb: Any, nb: Any, comments: dict[str, str]) -> None:
+    """Every answer cell's auto comment (rows created for cells registered after submission)."""
+    from nbgrader.api import Comment
+    have = {c.name: c for c in nb.comments}
+    for cell in nb.notebook.solution_cells:
+        if cell.name not in have:
+            have[cell.name] = Comment(cell_id=cell.id, notebook=nb)
+            gb.db.add(have[cell.name])
+    for name, comment in have.items():
+        comment.auto_comment = comments.get(name)
+
+
+def record_results(db_url: str, assignment: str, notebook_id: str, student: str,
+                   scores: dict[str, float], timestamp: str | None = None,
+                   comments: dict[str, str] | None = None) -> None:
+    """Upsert one student's submission and its auto scores (and comments); one commit."""
+    record_many(db_url, assignment, notebook_id, [Record(student, scores, timestamp, comments)])
 
 
 def submitted_students(db_url: str, assignment: str) -> set[str]:
@@ -188,4 +241,22 @@ def dump_gradebook(db_url: str, assignment: str) -> dict[str, dict[str, Any]]:
                 for grade in nb.grades:
                     row[f"{nb.name}/{grade.name}"] = (grade.auto_score, grade.manual_score,
                                                       bool(grade.needs_manual_grade))
+        return out
+
+
+def dump_comments(db_url: str, assignment: str) -> dict[str, dict[str, str | None]]:
+    """``{student: {notebook/answer_cell: comment}}`` (auto or manual) — for tests."""
+    from nbgrader.api import Gradebook, MissingEntry
+    out: dict[str, dict[str, str | None]] = {}
+    _alembic_on_path()
+    with Gradebook(db_url) as gb:
+        try:
+            subs = gb.find_assignment(assignment).submissions
+        except MissingEntry:
+            return out
+        for sub in subs:
+            row = out.setdefault(sub.student.id, {})
+            for nb in sub.notebooks:
+                for comment in nb.comments:
+                    row[f"{nb.name}/{comment.name}"] = comment.comment
         return out

@@ -39,7 +39,7 @@ PYTHON ?= python3
 VENV := .venv
 
 lab: $(VENV)/.installed
-\t$(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
+\tJUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config $(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # The exact versions the course was tested with (kit/requirements/base.lock), then the kit itself
 # without re-resolving anything.
@@ -68,6 +68,10 @@ Run `make lab` (needs Python >= 3.10 and pip): it creates `.venv`, installs the 
   your answer cell in the earlier notebook (saved, and passing its test cell), else the published
   solution pack `packs/<notebook>.py` (your TA publishes one after each deadline), else it stops
   with a message naming the notebook and the piece to finish.
+* Before you submit, check your notebook the way nbgrader does: in JupyterLab, the notebook's
+  toolbar button *Validate* (or, in a terminal, `.venv/bin/nbgrader validate <folder>/<notebook>.ipynb`)
+  runs every cell in order and reports the test cells that fail. Submit with *Assignments*
+  (nbgrader's assignment list) if your course uses nbgrader's exchange, else as your TA says.
 * Each piece may import only what its policy allows (`numpy`: numpy, math and a few pure stdlib
   modules; `dlkit`: those and dlkit). `plug` tells you when a cell imports something else: the
   grader does not have it.
@@ -200,8 +204,31 @@ def build_release(out: str | os.PathLike, ids: list[str] | None = None, db: str 
     (out / "packs" / "README.md").write_text(PACKS_README, encoding="utf-8")
     (out / "Makefile").write_text(STUDENT_MAKEFILE, encoding="utf-8")
     (out / "README.md").write_text(STUDENT_README, encoding="utf-8")
+    write_student_jupyter_config(out)
     write_packs(packs, ids)
     return out
+
+
+#: nbgrader's instructor tools, off in the student lab (server extension / JupyterLab plugin ids)
+INSTRUCTOR_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader",)
+INSTRUCTOR_LAB_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment",
+                          "@jupyter/nbgrader:course-list")
+
+
+def write_student_jupyter_config(out: str | os.PathLike) -> Path:
+    """``out/jupyter-config/``: Jupyter configuration of the student lab (``make lab`` puts it on
+    ``JUPYTER_CONFIG_PATH``; a hub image copies it into ``/etc/jupyter``).  The student keeps
+    nbgrader's student tools (assignment list: fetch/submit; Validate) and does not get the
+    instructor's (formgrader, Create Assignment, course list): their server extensions are off
+    and their JupyterLab plugins disabled."""
+    import json
+    folder = Path(out) / "jupyter-config"
+    (folder / "labconfig").mkdir(parents=True, exist_ok=True)
+    server = {"ServerApp": {"jpserver_extensions": {name: False for name in INSTRUCTOR_SERVER_EXTENSIONS}}}
+    (folder / "jupyter_server_config.json").write_text(json.dumps(server, indent=1), encoding="utf-8")
+    page = {"disabledExtensions": {name: True for name in INSTRUCTOR_LAB_PLUGINS}}
+    (folder / "labconfig" / "page_config.json").write_text(json.dumps(page, indent=1), encoding="utf-8")
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Trusted side of the sandboxed worker: start it, talk to it with deadlines, kill it.
 
-The worker (``autograder/worker.py``, run as ``python -I -S -B -c <source> <config>``) isolates
+The worker (``autograder/worker.py`` with ``wire.py`` and ``isolation.py``, run as
+``python -I -S -B -c <worker.program_source()> <config>``) isolates
 itself before any student code exists in it; see that module's docstring for the layers.  This
 side chooses what the sandbox may see (the Python runtime, numpy, the STUDENT edition of dlkit
 and nothing from the repository), the limits, a scrubbed environment, a per-sandbox uid, and
@@ -52,7 +53,7 @@ Contract C (used by the CUDA grading and the solution packs):
     ``/proc/driver/nvidia``.
 
 Nothing read from the worker is trusted: frames are length-checked before allocation, values are
-decoded by :func:`autograder.worker.decode` (no pickle, plain ndarray only).
+decoded by :func:`autograder.wire.decode` (no pickle, plain ndarray only).
 """
 from __future__ import annotations
 
@@ -72,12 +73,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import worker as wire
+from . import wire, worker
 
 __all__ = ["Limits", "Sandbox", "SandboxError", "WorkerCrashed", "WorkerTimeout", "SandboxStartError",
            "toolchain_dirs", "bwrap_path", "TOOLCHAIN_DIRS"]
 
-WORKER_SOURCE_PATH = Path(wire.__file__)
+WORKER_SOURCE_PATH = Path(worker.__file__)   # with wire.py and isolation.py: worker.program_source()
 #: Packages (besides the stdlib) the sandbox can import; dlkit's student edition is added apart.
 SANDBOX_PACKAGES = ("numpy", "numpy.libs", "tqdm")
 #: Environment inside the sandbox: nothing from the grader's environment is passed through.
@@ -576,7 +577,7 @@ class Sandbox:
         if self.cgroup is not None:
             cfg["memory_cgroup"] = self.cgroup.describe()
         self._out_path = os.path.join(self._tmp, "output.txt")
-        argv = [sys.executable, "-I", "-S", "-B", "-c", WORKER_SOURCE_PATH.read_text(encoding="utf-8")]
+        argv = [sys.executable, "-I", "-S", "-B", "-c", worker.program_source()]
         if launch_mode == "bwrap":
             bwrap = bwrap_path()
             if bwrap is None:

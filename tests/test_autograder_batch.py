@@ -17,7 +17,7 @@ sys.path.insert(0, str(HERE / "adversarial"))
 
 import course  # noqa: E402
 from autograder.batch import KILL_HOOK_ENV, MARKER  # noqa: E402
-from autograder.gradebook import _alembic_on_path, default_db_url, dump_gradebook  # noqa: E402
+from autograder.gradebook import _alembic_on_path, default_db_url, dump_comments, dump_gradebook  # noqa: E402
 
 ID = course.ASSIGNMENT
 #: the source notebook's test-cell points differ from the checks' points, to test the scaling
@@ -90,16 +90,23 @@ def test_batch_records_scaled_scores_results_and_feedback(tmp_path: Path, templa
     assert results(cdir, "bob")["score"] == course.MAX_SCORE - 2
     assert "no answer cell" in " ".join(t["output"] for t in results(cdir, "carol")["tests"])
     assert "not valid notebook JSON" in results(cdir, "dave")["output"]
-    # nbgrader's layouts: autograded copy for formgrader, feedback html + release_feedback's files
+    # nbgrader's layout: the autograded copy for formgrader (the checks' results under the test
+    # cells) and the files release_feedback needs (generate_feedback copies them to feedback/)
     for name in STUDENTS:
-        assert (cdir / "autograded" / name / ID / f"{ID}.ipynb").is_file()
-        fb = cdir / "feedback" / name / ID
-        assert (fb / f"{ID}.html").is_file()
-        assert (fb / "timestamp.txt").read_text() == "2025-02-03 04:05:06.000000 UTC"
-        assert (fb / "submission_secret.txt").read_text() == f"secret-{name}"
-        assert (cdir / "autograded" / name / ID / MARKER).is_file()
-    html = (cdir / "feedback" / "bob" / ID / f"{ID}.html").read_text()
-    assert "scale(x, 2.5) is wrong" in html and "6 / 8" in html
+        out = cdir / "autograded" / name / ID
+        assert (out / f"{ID}.ipynb").is_file()
+        assert (out / "timestamp.txt").read_text() == "2025-02-03 04:05:06.000000 UTC"
+        assert (out / "submission_secret.txt").read_text() == f"secret-{name}"
+        assert (out / MARKER).is_file()
+    assert not (cdir / "feedback").exists()        # feedback pages are nbgrader's generate_feedback
+    import nbformat
+    copy = nbformat.read(cdir / "autograded" / "bob" / ID / f"{ID}.ipynb", as_version=4)
+    shown = {c["metadata"]["nbgrader"]["grade_id"]: "".join(o["text"] for o in c["outputs"])
+             for c in copy["cells"] if c.get("outputs")}
+    assert "scale(x, 2.5) is wrong" in shown["test_scale"] and "0 / 10 points" in shown["test_scale"]
+    comments = dump_comments(default_db_url(cdir), ID)["bob"]
+    assert "scale(x, 2.5) is wrong" in comments[f"{ID}/scale"]
+    assert comments[f"{ID}/vjp"].startswith("Hidden checks for vjp: 2 / 2 points")
 
 
 def test_rerun_skips_graded_and_regrades_changed_submission(tmp_path: Path, template_db: Path) -> None:
@@ -121,15 +128,19 @@ def test_rerun_skips_graded_and_regrades_changed_submission(tmp_path: Path, temp
     assert gradebook(cdir) == after
 
 
-def test_kill_mid_batch_then_rerun_equals_uninterrupted_run(tmp_path: Path, template_db: Path) -> None:
+@pytest.mark.parametrize("every", [1, 2])
+def test_kill_mid_batch_then_rerun_equals_uninterrupted_run(tmp_path: Path, template_db: Path, every: int) -> None:
+    """Killed right after its 2nd gradebook commit (``every`` results per commit), before that
+    commit's markers: the rerun grades the rest and ends where an uninterrupted run does."""
     killed, checks_a = make_course(tmp_path / "a", template_db)
     clean, checks_b = make_course(tmp_path / "b", template_db)
-    proc = run_batch(killed, checks_a, "--workers", "2", env={KILL_HOOK_ENV: "2"})
+    proc = run_batch(killed, checks_a, "--workers", "2", "--record-every", str(every), env={KILL_HOOK_ENV: "2"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr     # died right after its 2nd commit
     markers = list((killed / "autograded").glob(f"*/{ID}/{MARKER}"))
-    assert len(markers) == 1            # the 2nd commit has no marker yet: the journal's window
+    assert len(markers) == every        # the 2nd commit has no markers yet: the journal's window
+    assert len(gradebook(killed)) == 2 * every                 # ... but its rows are there
     proc = run_batch(killed, checks_a, "--workers", "2")
-    assert proc.returncode == 0 and "skipped 1" in proc.stderr, proc.stderr
+    assert proc.returncode == 0 and f"skipped {every}" in proc.stderr, proc.stderr
     assert run_batch(clean, checks_b, "--workers", "1").returncode == 0
     assert gradebook(killed) == gradebook(clean)
     for name in STUDENTS:

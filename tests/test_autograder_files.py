@@ -32,8 +32,8 @@ from formgrader_xss import xss_notebook  # noqa: E402
 
 from autograder import safefile  # noqa: E402
 from autograder.batch import FAILED, MARKER  # noqa: E402
-from autograder.feedback import atomic_write, printable, render_html  # noqa: E402
-from autograder.harness import MAX_NOTEBOOK_BYTES  # noqa: E402
+from autograder.feedback import atomic_write, check_messages, printable  # noqa: E402
+from autograder.base import MAX_NOTEBOOK_BYTES  # noqa: E402
 from autograder.sanitize import formgrader_copy  # noqa: E402
 
 ID = course.ASSIGNMENT
@@ -108,8 +108,8 @@ def test_unencodable_text_is_escaped_never_a_crash(tmp_path: Path) -> None:
     results = {"score": 0, "max_score": 1, "output": bad, "assignment": ID,
                "tests": [{"name": bad, "score": 0, "max_score": 1, "output": bad, "status": "failed"}],
                "functions": {bad: {"score": 0, "max_score": 1}}}
-    atomic_write(tmp_path / "f.html", render_html(results, bad, "nb"))
-    assert "\\udcff" in (tmp_path / "f.html").read_text()
+    atomic_write(tmp_path / "f.txt", "\n".join(check_messages(results).values()))
+    assert "\\udcff" in (tmp_path / "f.txt").read_text()
     assert printable(bad) == "boom \\udcff\\ud800"
 
 
@@ -370,7 +370,7 @@ def test_honest_students_keep_full_marks(graded: dict) -> None:
         assert r["score"] == r["max_score"] == course.MAX_SCORE, r
         row = graded["gradebook"][name]
         assert {k.split("/test_")[1]: v[0] for k, v in row.items()} == pytest.approx(course.POINTS)
-        fb = graded["course"] / "feedback" / name / ID
+        fb = graded["course"] / "autograded" / name / ID     # generate_feedback copies them on
         assert (fb / "timestamp.txt").read_text() == TIMESTAMP
         assert (fb / "submission_secret.txt").read_text() == f"secret-of-{name}"
 
@@ -390,9 +390,12 @@ def test_hostile_submission_scores_zero_with_reason(graded: dict, name: str) -> 
     row = graded["gradebook"][name]                       # the gradebook agrees
     for fn, total in r["functions"].items():
         assert row[f"{ID}/test_{fn}"][0] == pytest.approx(course.POINTS[fn] * total["score"] / total["max_score"])
-    html = (graded["course"] / "feedback" / name / ID / f"{ID}.html").read_text(encoding="utf-8")
-    assert case.says.lower().replace("'", "&#x27;") in html.lower()
+    import nbformat
     copy = (graded["course"] / "autograded" / name / ID / NB).read_text(encoding="utf-8")
+    cells = nbformat.reads(copy, as_version=4).cells     # the reason: under the test cells, or
+    shown = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))   # the placeholder
+    shown += "".join(c.source for c in cells if c.cell_type == "markdown")
+    assert case.says.lower().replace("'", "&#x27;") in shown.lower() or case.says.lower() in shown.lower()
     assert "<script" not in copy.lower()                  # formgrader's copy is always rebuilt
 
 
@@ -465,12 +468,11 @@ def test_unusable_student_ids_are_reported_never_recorded(tmp_path: Path, templa
 
 
 def test_crash_while_recording_costs_only_that_submission(tmp_path: Path, template_db: Path) -> None:
-    """Writing one student's feedback fails (a file where its folder must go): that submission
-    is reported with the reason and retried by the rerun; the others are recorded."""
+    """Writing one student's autograded copy fails (a folder where the file must go): that
+    submission is reported with the reason and retried by the rerun; the others are recorded."""
     from autograder.gradebook import default_db_url, dump_gradebook
     cdir, checks = _small_course(tmp_path, template_db, {n: course.CORRECT for n in ("honest_a", "victim", "honest_b")})
-    (cdir / "feedback" / "victim").mkdir(parents=True)
-    (cdir / "feedback" / "victim" / ID).write_text("in the way")
+    (cdir / "autograded" / "victim" / ID / NB).mkdir(parents=True)      # in the way
     runs = [_batch(cdir, checks, tmp_path / f"left{i}.json") for i in (1, 2)]
     books = []
     for proc, summary in zip(runs, ("graded 2, skipped 0, failed 1", "graded 0, skipped 2, failed 1")):
@@ -482,7 +484,7 @@ def test_crash_while_recording_costs_only_that_submission(tmp_path: Path, templa
     note = json.loads((cdir / "autograded" / "victim" / ID / FAILED).read_text())
     assert "recording failed" in note["reason"] and note["score"] == course.MAX_SCORE
     assert not (cdir / "autograded" / "victim" / ID / MARKER).exists()
-    (cdir / "feedback" / "victim" / ID).unlink()                  # the TA fixes it: the rerun records it
+    (cdir / "autograded" / "victim" / ID / NB).rmdir()             # the TA fixes it: the rerun records it
     proc = _batch(cdir, checks, tmp_path / "left3.json")
     assert proc.returncode == 0 and "graded 1, skipped 2, failed 0" in proc.stderr, proc.stderr[-3000:]
     assert not (cdir / "autograded" / "victim" / ID / FAILED).exists()

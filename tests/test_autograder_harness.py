@@ -19,8 +19,9 @@ sys.path.insert(0, str(HERE / "adversarial"))
 
 import course  # noqa: E402
 from autograder import api  # noqa: E402
-from autograder import worker as wire  # noqa: E402
-from autograder.harness import analyze_cell, graded_names  # noqa: E402
+from autograder import wire  # noqa: E402
+from autograder.base import graded_names  # noqa: E402
+from autograder.cells import analyze_cell  # noqa: E402
 from autograder.sandbox import Limits, Sandbox, WorkerCrashed, WorkerTimeout  # noqa: E402
 
 
@@ -323,8 +324,9 @@ def test_real_assignment_reference_full_marks_and_stubs_zero(tmp_path: Path) -> 
 
 
 # ------------------------------------------------ h2: bounded parsing, clocks, budgets, isolation
-from autograder import harness  # noqa: E402
-from autograder.harness import Submission, StudentProxy, analyze_cells  # noqa: E402
+from autograder import cells as harness  # noqa: E402  (cell analysis and imports policies)
+from autograder.cells import analyze_cells  # noqa: E402
+from autograder.session import StudentProxy, Submission  # noqa: E402
 
 
 def test_analyze_cells_turns_parse_bombs_into_cell_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -578,7 +580,7 @@ for mode in ("auto", "landlock", "broken_bwrap"):
                "    try:\n        open(repo).read(1)\n        repo_read = True\n    except OSError:\n        repo_read = False\n"
                "    return {'uid': os.getuid(), 'repo_read': repo_read}\n")
         sb.request({"op": "exec", "cells": [["probe", src]]}, [], deadline)
-        from autograder import worker as wire
+        from autograder import wire
         blobs = []
         a = wire.encode([sys.argv[1] + "/autograder/api.py"], blobs)
         reply, b = sb.request({"op": "call", "name": "probe", "args": a}, blobs, deadline)

@@ -1,0 +1,315 @@
+"""The sandbox session of one submission: its worker, its budgets, and the ``student`` proxy.
+
+:class:`Submission` owns the sandbox (:class:`autograder.sandbox.Sandbox`) holding the student's
+answer cells, loads the cells a check needs (with their imports policies), enforces the per-check
+clock and the per-submission budget, and restarts a crashed worker; :class:`StudentProxy` is what
+a hidden check gets as ``student`` (:class:`autograder.api.Student`).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import api
+from . import wire
+from .base import HarnessError
+from . import cells as _cells
+from .cells import (ANALYSIS_TOTAL_S, DEFAULT_POLICY, PROVIDED_NAMES, analyze_cell, analyze_cells,  # noqa: F401
+                    cell_policies)
+from .sandbox import Limits, Sandbox, SandboxStartError, WorkerCrashed, WorkerTimeout
+
+# =============================================================================================
+# The student proxy and the per-submission session
+# =============================================================================================
+def _student_error_text(err: dict, stdout: str = "") -> str:
+    text = f"{err.get('type', 'Error')}: {err.get('message', '')}".rstrip()
+    if err.get("traceback"):
+        text += "\nWhere (your code):\n" + err["traceback"]
+    if stdout:
+        text += "\nYour code printed:\n" + stdout[:800]
+    return text
+
+
+class SubmissionBudgetExhausted(api.StudentTimeout):
+    """The whole submission's time budget (``Limits.submission_s``) is used up."""
+
+
+class _Clock:
+    """Seconds a check (or the loading of one answer cell) has spent waiting on the sandbox.
+
+    Only time inside requests counts: starting or restarting a worker (e.g. after an earlier
+    check's timeout), loading answer cells and the check's own trusted code never do, so the
+    same correct answer gets the same budget in every run.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout, self.used = float(timeout), 0.0
+
+    def left(self) -> float:
+        return self.timeout - self.used
+
+
+class Submission:
+    """One submission's answer cells and its (lazily started, restartable) sandbox.
+
+    ``policies``: ``{grade_id: import policy}`` (default: GRADED.md's ``imports`` column, else
+    ``dlkit``); ``sandbox_options``: keyword arguments for :class:`Sandbox` (contract C:
+    ``toolchain``, ``ro_dirs``, ``env``, ``mode``).  The whole grading of the submission (this
+    object's life: parsing, every check, compiling) gets ``limits.submission_s`` seconds.
+    """
+
+    def __init__(self, cells: dict[str, str], student_dlkit: str | None, limits: Limits,
+                 isolate: bool = True, *, policies: dict[str, str] | None = None,
+                 sandbox_options: dict[str, Any] | None = None) -> None:
+        self.t_start = time.monotonic()
+        self.limits = limits
+        self.t_end = self.t_start + float(limits.submission_s)
+        self.cells = analyze_cells(cells, total_s=min(ANALYSIS_TOTAL_S, 0.5 * float(limits.submission_s)))
+        self.order = list(self.cells)
+        self._index = {g: i for i, g in enumerate(self.order)}
+        self._definers: dict[str, list[str]] = {}
+        for gid in self.order:
+            for name in self.cells[gid].defines:
+                self._definers.setdefault(name, []).append(gid)
+        self._names = sorted(self._definers)
+        self._closures: dict[tuple[str, ...], list[str]] = {}
+        table = _cells.import_policies()
+        chosen: dict[str, str | None] = (cell_policies(self.order) if policies is None else
+                                         {g: policies.get(g, DEFAULT_POLICY) for g in self.order})
+        self.policy: dict[str, str | None] = {}
+        self.allowed: dict[str, tuple[str, ...] | None] = {}
+        for gid in self.order:
+            name = chosen.get(gid)
+            if name is not None and name not in table:   # unknown policy in GRADED.md: the strictest
+                name = "numpy" if "numpy" in table else DEFAULT_POLICY
+            self.policy[gid] = name
+            self.allowed[gid] = None if name is None else tuple(table.get(name, ()))
+        self.student_dlkit, self.isolate = student_dlkit, isolate
+        self.sandbox_options = dict(sandbox_options or {})
+        self.sandbox: Sandbox | None = None
+        self.loaded: set[str] = set()
+        self.load_failures: dict[str, str] = {}    # cell -> why its definition killed the worker
+        self.isolation: dict[str, Any] = {}
+        self.workers_started = 0
+        self.timed_out: set[str] = set()             # functions that exceeded a check's budget
+
+    # ---- static facts
+    def defined_names(self) -> list[str]:
+        return list(self._names)
+
+    def cells_defining(self, name: str) -> list[str]:
+        found = list(self._definers.get(name, ()))
+        if not found and name in self.cells:
+            found = [name]
+        return found
+
+    def closure(self, roots: list[str]) -> list[str]:
+        """The cells ``roots`` need: themselves and, transitively, cells defining names they use
+        (linear in the size of the dependency graph; memoised per ``roots``)."""
+        key = tuple(roots)
+        hit = self._closures.get(key)
+        if hit is not None:
+            return list(hit)
+        need, todo = set(), list(roots)
+        while todo:
+            gid = todo.pop()
+            if gid in need:
+                continue
+            need.add(gid)
+            for name in self.cells[gid].uses - PROVIDED_NAMES:
+                for other in self._definers.get(name, ()):
+                    if other not in need:
+                        todo.append(other)
+        out = sorted(need, key=self._index.__getitem__)
+        self._closures[key] = out
+        return list(out)
+
+    # ---- sandbox lifecycle
+    def _new_sandbox(self) -> Sandbox:
+        return Sandbox(self.student_dlkit, self.limits, isolate=self.isolate, **self.sandbox_options)
+
+    def prestart(self) -> None:
+        """Launch the first worker now, so that it boots while pytest collects the checks."""
+        if self.sandbox is None:
+            self.sandbox = self._new_sandbox()
+            try:
+                self.sandbox.launch()
+            except SandboxStartError as exc:
+                self.sandbox = None
+                raise HarnessError(str(exc)) from exc
+            self.workers_started += 1
+
+    def _ensure_sandbox(self) -> Sandbox:
+        if self.sandbox is not None and not self.sandbox.ready:
+            try:
+                self.isolation = self.sandbox.wait_ready()
+            except SandboxStartError as exc:
+                self.sandbox = None
+                raise HarnessError(str(exc)) from exc
+        if self.sandbox is not None and self.sandbox.alive:
+            return self.sandbox
+        self.discard_sandbox()
+        sandbox = self._new_sandbox()
+        try:
+            self.isolation = sandbox.start()
+        except SandboxStartError as exc:
+            raise HarnessError(str(exc)) from exc
+        self.workers_started += 1
+        self.sandbox = sandbox
+        return sandbox
+
+    def discard_sandbox(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+        self.sandbox = None
+        self.loaded = set()
+
+    def close(self) -> None:
+        self.discard_sandbox()
+
+    def budget_left(self) -> float:
+        """Seconds left of the whole submission's budget (``limits.submission_s``)."""
+        return self.t_end - time.monotonic()
+
+    def _request(self, message: dict, blobs: list[bytes], clock: _Clock,
+                 what: str, cells: Any = ()) -> tuple[dict, list[bytes]]:
+        """Send one request; ``cells``: the answer cells whose code the request runs."""
+        if clock.left() <= 0:
+            raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.timeout:g} s) is used up")
+        if self.budget_left() <= 0:
+            raise SubmissionBudgetExhausted(f"{what} was not run: the time budget of the whole "
+                                            f"submission ({self.limits.submission_s:g} s) is used up")
+        sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
+        budget = clock.left()
+        if self.timed_out.intersection(cells):
+            # That code already ran out of time in an earlier check: a short budget, so that
+            # one infinite loop does not cost the full timeout of every check calling it.
+            budget = min(budget, max(0.5, 0.1 * clock.timeout))
+        t0 = time.monotonic()
+        by_submission = self.t_end - t0 < budget
+        deadline = t0 + min(budget, self.t_end - t0)
+        try:
+            return sandbox.request(message, blobs, deadline)
+        except WorkerTimeout:
+            self.discard_sandbox()
+            if by_submission:
+                raise SubmissionBudgetExhausted(
+                    f"{what} did not finish before the time budget of the whole submission "
+                    f"({self.limits.submission_s:g} s) ran out") from None
+            self.timed_out.update(cells)
+            raise api.StudentTimeout(
+                f"{what} did not finish within this check's time limit of {clock.timeout:g} s "
+                "(an infinite loop, or far too slow code?)") from None
+        except WorkerCrashed as exc:
+            tail = sandbox.output_tail()[-600:]
+            self.discard_sandbox()
+            msg = (f"{what} crashed the process running your code: {exc}. Common causes: "
+                   "sys.exit()/os._exit()/quit(), using more than "
+                   f"{self.limits.memory_mb} MB of memory, creating processes, or printing/writing "
+                   "far too much output.")
+            if tail:
+                msg += "\nLast output:\n" + tail
+            raise api.StudentCrash(msg) from None
+        finally:
+            clock.used += time.monotonic() - t0
+
+    def cell_message(self, gid: str) -> dict[str, Any]:
+        """One cell of an ``exec`` request, with its imports policy (contract B)."""
+        allowed = self.allowed[gid]
+        return {"gid": gid, "source": self.cells[gid].source, "policy": self.policy[gid],
+                "allowed_imports": None if allowed is None else list(allowed)}
+
+    def load(self, gids: list[str], timeout: float) -> None:
+        """Define ``gids`` (in order) in the worker; raise StudentError for a failing cell.
+
+        Each cell gets ``timeout`` seconds of its own (not taken from the calling check)."""
+        for gid in gids:
+            cell = self.cells[gid]
+            if gid in self.load_failures:
+                raise api.StudentCrash(self.load_failures[gid])
+            if cell.syntax_error:
+                raise api.StudentError(f"your answer cell {gid!r} cannot run: {cell.syntax_error}")
+            if gid in self.loaded:
+                continue
+            try:
+                reply, _ = self._request({"op": "exec", "cells": [self.cell_message(gid)]}, [],
+                                         _Clock(timeout), f"running your answer cell {gid!r}", [gid])
+            except SubmissionBudgetExhausted:
+                raise                          # not the cell's fault: nothing to remember
+            except (api.StudentTimeout, api.StudentCrash) as exc:
+                self.load_failures[gid] = str(exc)
+                raise
+            self.loaded.add(gid)
+            error = (reply.get("errors") or {}).get(gid) if reply.get("ok") else str(reply.get("error"))
+            if error:
+                self.load_failures[gid] = f"your answer cell {gid!r} raised an error when it was run:\n{error}"
+        for gid in gids:  # report errors of the cells asked for (and of their dependencies)
+            if gid in self.load_failures:
+                raise api.StudentError(self.load_failures[gid])
+
+    def _decode_reply(self, reply: dict, blobs: list[bytes], what: str) -> Any:
+        if not reply.get("ok"):
+            err = reply.get("error")
+            if not isinstance(err, dict):
+                err = {"type": "Error", "message": str(err)[:2000]}
+            raise api.StudentError(f"{what} raised an error:\n" + _student_error_text(err, str(reply.get("stdout", ""))))
+        try:
+            return wire.decode(reply.get("value"), blobs, max_elements=self.limits.max_elements)
+        except wire.ProtocolError as exc:
+            self.discard_sandbox()   # whatever sent this is not trusted to answer again
+            raise api.StudentError(f"{what} returned something the grader cannot accept: {exc}") from None
+
+    def _encode_args(self, args: tuple, kwargs: dict) -> tuple[Any, Any, list[bytes]]:
+        blobs: list[bytes] = []
+        try:
+            a = wire.encode(list(args), blobs, allow_rng=True, _where="argument")
+            k = wire.encode(dict(kwargs), blobs, allow_rng=True, _where="keyword argument")
+        except wire.EncodeError as exc:
+            raise TypeError(f"student.call/run: {exc}") from None
+        return a, k, blobs
+
+
+class StudentProxy:
+    """The ``student`` fixture of one check (see :class:`autograder.api.Student`).
+
+    The check's clock counts only time spent waiting on the sandbox for the check's own calls
+    (see :class:`_Clock`): never a worker (re)start nor the loading of answer cells."""
+
+    def __init__(self, submission: Submission, info: api.CheckInfo | None) -> None:
+        self._sub = submission
+        self._timeout = info.timeout if info else api.DEFAULT_TIMEOUT
+        self._clock = _Clock(self._timeout)
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        sub = self._sub
+        roots = sub.cells_defining(name)
+        if not roots:
+            raise api.StudentError(
+                f"your notebook does not define {name!r}: no answer cell with grade_id {name!r} was "
+                "found (did you delete the cell, copy it, or change its metadata?)")
+        a, k, blobs = sub._encode_args(args, kwargs)
+        sub.load(sub.closure(roots), self._timeout)
+        reply, out = sub._request({"op": "call", "name": name, "args": a, "kwargs": k}, blobs,
+                                  self._clock, f"{name}(...)", roots)
+        return sub._decode_reply(reply, out, f"{name}(...)")
+
+    def run(self, driver_source: str, entry: str, *args: Any, **kwargs: Any) -> Any:
+        sub = self._sub
+        uses = analyze_cell("<driver>", driver_source).uses   # the check's own (trusted) text
+        # a driver may also name its target in an argument (`globals().get(name)`)
+        uses = set(uses) | {v for v in (*args, *kwargs.values()) if type(v) is str}
+        roots = sorted({g for name in uses for g in sub.cells_defining(name)}, key=sub.order.index)
+        a, k, blobs = sub._encode_args(args, kwargs)
+        sub.load(sub.closure(roots), self._timeout)
+        reply, out = sub._request({"op": "run", "source": driver_source, "entry": entry, "args": a,
+                                   "kwargs": k}, blobs, self._clock,
+                                  "your code (driven by the check)", roots)
+        return sub._decode_reply(reply, out, "your code (driven by the check)")
+
+    def has(self, name: str) -> bool:
+        return bool(self._sub.cells_defining(name)) and name in self._sub.defined_names()
+
+    def defined_names(self) -> list[str]:
+        return self._sub.defined_names()
+
+
