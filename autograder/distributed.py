@@ -131,6 +131,13 @@ def _scratch() -> Path:
     return _STATE["dir"]
 
 
+def _limits_of(course: Any) -> Any:
+    """The sandbox limits ``course``'s nbgrader_config.py sets (the batch's local pool uses the
+    same), or None for the defaults."""
+    from .preprocessors import limits_from_config
+    return limits_from_config(course) if course is not None else None
+
+
 def _worker_name() -> str:
     try:
         from distributed import get_worker
@@ -228,7 +235,8 @@ def grade_task(spec: dict[str, Any]) -> dict[str, Any]:
                 target.write_bytes(spec["notebook"])
             results = grade(spec["assignment"], target if problem is None else work,
                             checks_root=_checks_root(spec), student_dlkit=_kit(spec),
-                            isolate=spec["isolate"], within=work, problem=problem)
+                            isolate=spec["isolate"], within=work, problem=problem,
+                            limits=spec.get("limits"))
         except HarnessError as exc:
             return {"error": str(exc), "grader": report}
         except Exception as exc:  # noqa: BLE001 - reported, not recorded
@@ -278,7 +286,9 @@ class DaskEngine:
         self.assignment = assignment
         self.base = {"assignment": assignment, "checks": checks_bundle(checks_folder), "checks_fp": checks_fp,
                      "harness_version": HARNESS_VERSION, "isolate": isolate, "allow_weak": allow_weak,
-                     "kit": kit if address is None else None}
+                     "kit": kit if address is None else None,
+                     # the course's sandbox budgets (nbgrader_config.py), read here, on the TA's side
+                     "limits": _limits_of(course)}
         self.checks_fp = checks_fp
         self.pending: dict[Any, tuple[Any, str, str]] = {}    # future -> (job, journal key, path)
         self.queue: list[tuple[Any, str, Path]] = []
