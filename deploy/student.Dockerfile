@@ -14,6 +14,8 @@ USER root
 COPY requirements/base.lock /opt/dlkit/base.lock
 COPY release/kit /opt/dlkit/kit
 COPY deploy/install.sh /opt/dlkit/install.sh
+# the student's nbgrader tools only (assignment list, Validate): no Formgrader, no Create Assignment
+COPY release/jupyter-config /etc/jupyter
 RUN PYTHON=/opt/conda/bin/python sh /opt/dlkit/install.sh student /opt/dlkit/kit /opt/dlkit/base.lock \
     && fix-permissions /opt/conda
 
