@@ -7,90 +7,13 @@ side effects.  Types, dtypes (the confusion matrix is int64) and shapes are chec
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
-from autograder.api import load_reference, check, expect_array, expect_scalar, fail
+from autograder.api import (load_reference, check, expect_array, expect_scalar, fail,
+                            call_pure, known_mistake)
 
 
 ref = load_reference(__file__)
-
-
-# -- calling the student's function: structure first, and no side effects ------------------------
-# GRADED.md: an answer has no side effects, so it must leave its arguments exactly as it got them.
-# The trusted driver below hands the arguments to the student's function inside the sandbox and
-# sends them back after the call; they are compared here with the grader's private copies.
-
-def _pure_driver(name: str) -> str:
-    return (f"def entry(args, kwargs):\n"
-            f"    out = {name}(*args, **kwargs)\n"
-            f"    return [out, args, kwargs]\n")
-
-
-def _same(a, b) -> bool:
-    """Exactly equal plain data: same types, shapes, dtypes and values (NaN equals NaN)."""
-    if type(a) is not type(b):
-        return False
-    if type(a) is np.ndarray:
-        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
-    if type(a) in (list, tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b or (a != a and b != b)
-
-
-def _change(before, now) -> str:
-    if type(before) is np.ndarray and type(now) is np.ndarray:
-        if before.shape != now.shape or before.dtype != now.dtype:
-            return f"it was an array of shape {before.shape}, dtype {before.dtype}; afterwards {now.shape}, {now.dtype}"
-        changed = int(np.count_nonzero(before != now))
-        return f"{changed} of its {before.size} entries changed"
-    if type(before) is list and type(now) is list and len(before) != len(now):
-        return f"it was a list of length {len(before)}; afterwards of length {len(now)}"
-    return "its contents changed"
-
-
-def call_pure(student, name: str, params: tuple[str, ...], *args, **kwargs):
-    """``name(*args, **kwargs)`` run by the student, failing if it modified any argument in place."""
-    private = copy.deepcopy(args), copy.deepcopy(kwargs)
-    back = student.run(_pure_driver(name), "entry", list(args), dict(kwargs))
-    if type(back) is not list or len(back) != 3 or type(back[1]) is not list or len(back[1]) != len(args) \
-            or type(back[2]) is not dict or back[2].keys() != kwargs.keys():
-        fail(f"{name}(...) could not be checked: the grader's driver got an unexpected reply.")
-    out = back[0]
-    pairs = list(zip(params, private[0], back[1])) + [(k, private[1][k], back[2][k]) for k in kwargs]
-    for pname, before, now in pairs:
-        if not _same(before, now):
-            fail(f"{name} modified its argument `{pname}` in place ({_change(before, now)}). Answers must "
-                 "not change their inputs (GRADED.md: no side effects; the caller still needs them): "
-                 "compute into a new array (e.g. `x = x - m` instead of `x -= m`, or work on `x.copy()`), "
-                 "and do not append to, pop from or reorder a list you were given.")
-    return out
-
-
-def known_mistake(got, want, variants, *, rtol: float, atol: float):
-    """The one known mistake ``got`` matches, using the check's own tolerance, or None.
-
-    A mistake that gives the correct answer on this case (within the same tolerance) is never
-    named, and neither is any when ``got`` matches several of them.
-    """
-    if type(got) is not np.ndarray:
-        return None
-    found = []
-    for description, make in variants.items():
-        try:
-            value = np.asarray(make() if callable(make) else make)
-        except Exception:  # noqa: BLE001 - a variant that cannot be built is no match
-            continue
-        if value.shape != got.shape or value.dtype.kind not in "biuf":
-            continue
-        if value.shape == np.shape(want) and np.allclose(value, want, rtol=rtol, atol=atol):
-            continue
-        if np.allclose(got, value, rtol=rtol, atol=atol):
-            found.append(description)
-    return found[0] if len(found) == 1 else None
 
 
 # -- accuracy ------------------------------------------------------------------------------------
