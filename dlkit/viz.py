@@ -229,7 +229,11 @@ def _is_stub_raise(node: Any) -> bool:
 
     if not isinstance(node, ast.Raise) or node.exc is None:
         return False
-    exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+    exc = node.exc
+    if isinstance(exc, ast.Call):   # the stub has no message: a demo's own raise keeps failing
+        if exc.args or exc.keywords:
+            return False
+        exc = exc.func
     return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
 
 
