@@ -326,5 +326,9 @@ def notebook_text(case: Case, secret_paths: list[str]) -> str:
 
 CASES.update(H2_CASES)
 #: cases graded twice (the second time with --force): every score must be the same
-RERUN = ("infinite_loop_then_honest", "memory_held_by_children", "pid_probe",
+# memory_held_by_children is not here: which of its processes the kernel's OOM killer picks (a
+# child, or the worker in the middle of another function's check) depends on timing, so its other
+# functions' points may differ between two runs; what is deterministic (count scores 0, nothing
+# left running) is asserted on the main batch.
+RERUN = ("infinite_loop_then_honest", "pid_probe",
          "escaped_children_are_killed", "parse_bomb_memory", "fork_bomb")
