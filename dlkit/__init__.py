@@ -7,7 +7,7 @@
     array([[2., 4.]], dtype=float32)
 """
 from .backend import available_backends, get_backend, set_backend, BackendUnavailable
-from .autograd import Tensor, tensor, grad, hessian, no_grad, is_grad_enabled
+from .autograd import Tensor, tensor, grad, hessian, no_grad, is_grad_enabled, set_grad_enabled
 from .ops import (
     exp, log, relu, tanh, sigmoid, logsumexp, log_softmax, softmax,
     stack, concatenate, reshape, transpose, broadcast_to, matmul, maximum, where,
