@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "adversarial"))
 
 import course  # noqa: E402
+from reaper import stop_process_group  # noqa: E402
 from formgrader_xss import PAYLOADS, xss_notebook  # noqa: E402
 
 ID = course.ASSIGNMENT
@@ -110,12 +110,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             ids = {s: gb.find_submission_notebook(ID, ID, s).id for s in ("mallory", "control", "honest")}
         yield {"url": url, "course": cdir, "ids": ids, "base": base}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
         log.close()
 
 

@@ -30,6 +30,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "adversarial"))
 
 import course  # noqa: E402
+from reaper import stop_process_group  # noqa: E402
 import hostile  # noqa: E402
 
 ID = course.ASSIGNMENT
@@ -270,7 +271,6 @@ def test_formgrader_shows_scores_and_messages_per_cell(workflow: dict) -> None:
     """The TA's view: formgrader's Autograde button grades in the sandbox (same scores, no student
     code run), and formgrader (headless Chromium) shows each cell's autograded score and the
     checks' messages (answer-cell comments and the test cells' output)."""
-    import signal
     import socket
     import time
     import urllib.request
@@ -328,12 +328,7 @@ def test_formgrader_shows_scores_and_messages_per_cell(workflow: dict) -> None:
             finally:
                 browser.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
         log.close()
     book = _gradebook(cdir)
     for student, view in seen.items():
@@ -366,7 +361,6 @@ def test_student_lab_has_student_tools_not_instructor_tools(tmp_path: Path) -> N
     """The release's jupyter-config (``make lab`` puts it on JUPYTER_CONFIG_PATH): formgrader's
     server extension off and its lab plugins (formgrader, create assignment, course list)
     disabled; the assignment list and validate stay."""
-    import signal
     import socket
     import time
     import urllib.error
@@ -411,12 +405,7 @@ def test_student_lab_has_student_tools_not_instructor_tools(tmp_path: Path) -> N
                 "@jupyter/nbgrader:course-list"} <= disabled, disabled
         assert not {"@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:validate-assignment"} & disabled
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
 
 
 def test_sandbox_limits_come_from_nbgrader_config(tmp_path: Path) -> None:

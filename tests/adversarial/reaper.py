@@ -20,6 +20,17 @@ import time
 PR_SET_CHILD_SUBREAPER = 36
 
 
+def stop_process_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM the process group ``proc`` leads (a server started with ``start_new_session``),
+    SIGKILL it if it is still there after ``grace`` seconds, and reap it."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _children() -> dict[int, str]:
     me, found = os.getpid(), {}
     for entry in os.listdir("/proc"):
