@@ -225,8 +225,8 @@ def submitted_students(db_url: str, assignment: str) -> set[str]:
     return _retry(work)
 
 
-def dump_gradebook(db_url: str, assignment: str) -> dict[str, dict[str, Any]]:
-    """``{student: {grade_id: (auto_score, manual_score, needs_manual_grade)}}`` — for tests."""
+def _dump(db_url: str, assignment: str, cells: Any) -> dict[str, dict[str, Any]]:
+    """``{student: {notebook/name: value}}`` with ``cells(notebook)`` giving (name, value) pairs."""
     from nbgrader.api import Gradebook, MissingEntry
     out: dict[str, dict[str, Any]] = {}
     _alembic_on_path()
@@ -238,25 +238,16 @@ def dump_gradebook(db_url: str, assignment: str) -> dict[str, dict[str, Any]]:
         for sub in subs:
             row = out.setdefault(sub.student.id, {})
             for nb in sub.notebooks:
-                for grade in nb.grades:
-                    row[f"{nb.name}/{grade.name}"] = (grade.auto_score, grade.manual_score,
-                                                      bool(grade.needs_manual_grade))
+                row.update((f"{nb.name}/{name}", value) for name, value in cells(nb))
         return out
+
+
+def dump_gradebook(db_url: str, assignment: str) -> dict[str, dict[str, Any]]:
+    """``{student: {grade_id: (auto_score, manual_score, needs_manual_grade)}}`` — for tests."""
+    return _dump(db_url, assignment, lambda nb: (
+        (g.name, (g.auto_score, g.manual_score, bool(g.needs_manual_grade))) for g in nb.grades))
 
 
 def dump_comments(db_url: str, assignment: str) -> dict[str, dict[str, str | None]]:
     """``{student: {notebook/answer_cell: comment}}`` (auto or manual) — for tests."""
-    from nbgrader.api import Gradebook, MissingEntry
-    out: dict[str, dict[str, str | None]] = {}
-    _alembic_on_path()
-    with Gradebook(db_url) as gb:
-        try:
-            subs = gb.find_assignment(assignment).submissions
-        except MissingEntry:
-            return out
-        for sub in subs:
-            row = out.setdefault(sub.student.id, {})
-            for nb in sub.notebooks:
-                for comment in nb.comments:
-                    row[f"{nb.name}/{comment.name}"] = comment.comment
-        return out
+    return _dump(db_url, assignment, lambda nb: ((c.name, c.comment) for c in nb.comments))
