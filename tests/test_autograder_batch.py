@@ -169,3 +169,35 @@ def test_batch_harness_errors_exit_nonzero(tmp_path: Path, template_db: Path) ->
                            str(tmp_path / "missing"), "--assignment", ID, "--checks-root", str(checks)],
                           cwd=str(ROOT), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_record_many_is_one_transaction(tmp_path: Path, template_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nbgrader's helpers commit after every row; record_many still writes all or nothing: a
+    failure on the third record leaves the first two unwritten, and the same records written
+    again after the fault is gone land exactly once."""
+    from autograder import gradebook as gbook
+    cdir = tmp_path / "course"
+    course.write_notebook(cdir / "source" / ID / f"{ID}.ipynb", course.CORRECT, test_points=CELL_POINTS)
+    shutil.copy(template_db, cdir / "gradebook.db")
+    url = default_db_url(cdir)
+    cells = gbook.source_grade_cells(cdir / "source" / ID / f"{ID}.ipynb")
+    gbook.ensure_assignment(url, ID, ID, cells)
+    records = [gbook.Record(f"s{i}", {"test_scale": 10.0}) for i in range(3)]
+    real = gbook.set_grade
+    seen: list[str] = []
+
+    def failing(grade, scores):   # the third submission's rows cannot be written
+        seen.append(grade.notebook.student.id)
+        if grade.notebook.student.id == "s2":
+            raise RuntimeError("disk full")
+        real(grade, scores)
+
+    monkeypatch.setattr(gbook, "set_grade", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        gbook.record_many(url, ID, ID, records)
+    assert "s0" in seen and gbook.submitted_students(url, ID) == set()
+    monkeypatch.setattr(gbook, "set_grade", real)
+    gbook.record_many(url, ID, ID, records)
+    book = dump_gradebook(url, ID)
+    assert set(book) == {"s0", "s1", "s2"}
+    assert all(row[f"{ID}/test_scale"][0] == 10.0 for row in book.values())
