@@ -238,16 +238,18 @@ class NumpyBackend(Backend):
         kernel = _native_adam_kernels()
         if kernel is not None:
             kernel = kernel.get(param.dtype)
-        if (kernel is not None and grad.dtype == m.dtype == v.dtype == param.dtype
-                and param.size == grad.size == m.size == v.size and param.flags.c_contiguous
-                and grad.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous
-                and param.flags.writeable and m.flags.writeable and v.flags.writeable):
-            mode = 0 if weight_decay == 0 else 2 if decoupled else 1
-            s1, s2 = (1.0 / (1 - beta1 ** step), 1.0 / (1 - beta2 ** step)) if bias_correction else (1.0, 1.0)
-            kernel(param.ctypes.data, grad.ctypes.data, m.ctypes.data, v.ctypes.data, param.size,
-                   beta1, 1 - beta1, beta2, 1 - beta2, lr, eps, weight_decay, 1 - lr * weight_decay,
-                   s1, s2, mode)
-            return
+        if kernel is not None and grad.dtype == m.dtype == v.dtype == param.dtype \
+                and param.size == grad.size == m.size == v.size:
+            try:   # the addresses; raises for an array that is not C-contiguous, writable, non-empty
+                pp, gp, mp, vp = _address(param), _address(grad), _address(m), _address(v)
+            except (TypeError, ValueError, BufferError):
+                pass                                    # numpy passes below
+            else:
+                s1, s2 = (1.0 / (1 - beta1 ** step), 1.0 / (1 - beta2 ** step)) if bias_correction else (1.0, 1.0)
+                kernel(pp, gp, mp, vp, param.size, beta1, 1 - beta1, beta2, 1 - beta2, lr, eps,
+                       weight_decay, 1 - lr * weight_decay, s1, s2,
+                       0 if weight_decay == 0 else 2 if decoupled else 1)
+                return
         tmp, g2 = self._buffers(param, 2)
         if weight_decay != 0:
             if decoupled:
@@ -284,6 +286,7 @@ class NumpyBackend(Backend):
 # (``$DLKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/dlkit`` or ``~/.cache/dlkit``), with clones for
 # AVX-512, AVX2 and baseline x86-64 chosen at load time, so a shared cache works on any x86-64 CPU.
 # ``DLKIT_NATIVE=0`` turns it off (numpy passes); so does a missing or failing compiler.
+import ctypes
 _ADAM_C = r"""
 #include <math.h>
 #include <stddef.h>
@@ -333,6 +336,7 @@ ADAM(dlkit_adam_f64, double, sqrt)
 #: vectorizes); never -ffast-math, which would reorder and change results
 _NATIVE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno")
 _native_lock = threading.Lock()
+_addressof, _c_char = ctypes.addressof, ctypes.c_char
 _native_state: dict[str, Any] = {}      # "kernels": {dtype: ctypes function} or None; "error": why not
 
 
@@ -405,6 +409,12 @@ def _native_build():
     _native_state["path"] = str(lib_path)
     _native_state.pop("error", None)
     return kernels
+
+
+def _address(a: np.ndarray) -> int:
+    """The data address of a C-contiguous, writable, non-empty array (raises otherwise); 0.2 µs,
+    where ``a.ctypes.data`` takes 1 µs."""
+    return _addressof(_c_char.from_buffer(a))
 
 
 def _native_adam_kernels():
