@@ -172,7 +172,8 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (for the same parameter list).
 
-        Arrays come back as Tensors on each parameter's backend and dtype; numbers as numbers.
+        Arrays come back as Tensors on each parameter's backend and dtype (a 0-d float array too,
+        for a 0-d parameter); numbers as numbers.
         """
         unknown = set(state_dict) - {"state", "hyperparameters"}
         if unknown:
@@ -189,7 +190,9 @@ class Optimizer:
                                  f"but the optimizer has {len(self.params)}")
             p = self.params[i]
             for k, v in entry.items():
-                if isinstance(v, np.ndarray) and v.ndim > 0:
+                # state_dict saves a Tensor as an array and a number as a number: a 0-d float array
+                # is the state Tensor of a 0-d parameter (its moments), not a number
+                if isinstance(v, np.ndarray) and (v.ndim > 0 or (p.ndim == 0 and v.dtype.kind == "f")):
                     if tuple(v.shape) != tuple(p.shape):
                         raise ValueError(f"{type(self).__name__}.load_state_dict: state {k!r} of parameter {i} "
                                          f"has shape {v.shape}, expected {tuple(p.shape)}")

@@ -1,0 +1,271 @@
+"""The numpy backend's native (C) Adam kernel: the readable step's results, bit for bit.
+
+``NumpyBackend.adam_step`` runs the update as one C loop when a C compiler is available (see the end
+of dlkit/backend/numpy_backend.py) and as numpy passes otherwise.  The C loop does the readable
+``dlkit.optim.Adam.step``'s float operations in the same order, so ``opt.fused = True`` must give
+*identical* parameters and state over many steps; the numpy passes fold the bias corrections
+differently and agree to float rounding.  No timing here (benchmarks/vs_torch.py measures).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlkit
+from dlkit import optim
+from dlkit.backend import numpy_backend as nb
+
+pytestmark = pytest.mark.usefixtures("numpy_backend")
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES = [(13, 7), (7,), (1,), (), (3, 1, 4)]
+CONFIGS = {
+    "adam": lambda ps: optim.Adam(ps, lr=1e-2),
+    "adam_wd": lambda ps: optim.Adam(ps, lr=1e-2, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1),
+    "adam_plain": lambda ps: optim.Adam(ps, lr=1e-2, weight_decay=0.05, bias_correction=False),
+    "adamw": lambda ps: optim.AdamW(ps, lr=1e-2),
+    "adamw_no_wd": lambda ps: optim.AdamW(ps, lr=1e-2, weight_decay=0.0),
+    "adamw_plain_eps0": lambda ps: optim.AdamW(ps, lr=3e-3, eps=0.0, bias_correction=False),
+}
+
+
+@pytest.fixture
+def native():
+    if nb._native_adam_kernels() is None:
+        pytest.skip(f"no native kernel: {nb._native_state.get('error')}")
+
+
+@pytest.fixture
+def numpy_passes(monkeypatch):
+    """The fallback: the numpy passes, as without a C compiler."""
+    nb._native_adam_kernels()
+    monkeypatch.setitem(nb._native_state, "kernels", None)
+
+
+def _params(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return [dlkit.tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True) for s in SHAPES]
+
+
+def _run(make, fused, dtype, steps, skip=lambda t, i: False, opt=None, params=None, seed=1):
+    """``steps`` steps with random gradients (``skip(t, i)``: parameter i has no grad at step t);
+    returns the optimizer and its parameters."""
+    rng = np.random.default_rng(seed)
+    params = params if params is not None else _params(dtype)
+    opt = opt if opt is not None else make(params)
+    opt.fused = fused
+    for t in range(steps):
+        for i, p in enumerate(params):
+            g = rng.standard_normal(p.shape)
+            p.grad = None if skip(t, i) else dlkit.tensor(g, dtype=dtype)
+        opt.step()
+    return opt, params
+
+
+def _snapshot(opt, params):
+    out = [p.numpy().copy() for p in params]
+    for entry in opt.state:
+        for k in sorted(entry):
+            v = entry[k]
+            out.append(v.numpy().copy() if isinstance(v, dlkit.Tensor) else np.asarray(v))
+    return out
+
+
+def _assert_identical(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_machine_with_a_c_compiler_builds_the_kernel():
+    if not (shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("no C compiler here: the numpy passes are the fused path")
+    if os.environ.get("DLKIT_NATIVE", "1") == "0":
+        pytest.skip("DLKIT_NATIVE=0")
+    kernels = nb._native_adam_kernels()
+    assert kernels is not None, nb._native_state.get("error")
+    assert set(kernels) == {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_native_step_is_the_readable_step_bit_for_bit(native, name, dtype):
+    readable = _snapshot(*_run(CONFIGS[name], False, dtype, steps=60))
+    fused = _snapshot(*_run(CONFIGS[name], True, dtype, steps=60))
+    _assert_identical(fused, readable)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_parameters_without_grad_are_skipped_alike(native, dtype):
+    # parameter i has no gradient on some steps (and parameter 3 never has one)
+    skip = lambda t, i: i == 3 or (t + i) % 3 == 0  # noqa: E731
+    for name in ("adam_wd", "adamw"):
+        ro, rp = _run(CONFIGS[name], False, dtype, steps=20, skip=skip)
+        fo, fp = _run(CONFIGS[name], True, dtype, steps=20, skip=skip)
+        _assert_identical(_snapshot(fo, fp), _snapshot(ro, rp))
+        assert fo.state[3] == {} and fo.state[0]["step"] == ro.state[0]["step"] < 20
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_switching_paths_and_load_state_dict_keep_the_trajectory(native, dtype):
+    # reference: 30 readable steps in one go
+    reference = _snapshot(*_run(CONFIGS["adamw"], False, dtype, steps=30))
+    # the same 30 steps: 10 fused, 10 readable, then a state_dict round trip into a new optimizer
+    # over copies of the parameters and 10 fused steps more (same gradient stream)
+    opt, params = _run(CONFIGS["adamw"], True, dtype, steps=10)
+    rng = np.random.default_rng(1)                      # _run's gradient stream, step by step
+    rng_steps = [[rng.standard_normal(p.shape) for p in params] for _ in range(30)]
+    opt.fused = False
+    for t in range(10, 20):
+        for p, g in zip(params, rng_steps[t]):
+            p.grad = dlkit.tensor(g, dtype=dtype)
+        opt.step()
+    saved = opt.state_dict()
+    copies = [dlkit.tensor(p.numpy(), dtype=dtype, requires_grad=True) for p in params]
+    fresh = CONFIGS["adamw"](copies)
+    fresh.load_state_dict(saved)
+    fresh.fused = True
+    for t in range(20, 30):
+        for p, g in zip(copies, rng_steps[t]):
+            p.grad = dlkit.tensor(g, dtype=dtype)
+        fresh.step()
+    _assert_identical(_snapshot(fresh, copies), reference)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 2e-6), ("float64", 1e-13)])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_numpy_passes_agree_to_rounding(numpy_passes, name, dtype, rtol):
+    ro, rp = _run(CONFIGS[name], False, dtype, steps=8)
+    fo, fp = _run(CONFIGS[name], True, dtype, steps=8)
+    for x, y in zip(_snapshot(fo, fp), _snapshot(ro, rp)):
+        # a value that cancelled to near 0 keeps the absolute error of the larger values around it
+        atol = 8 * np.finfo(x.dtype).eps * float(np.max(np.abs(y), initial=0)) if x.dtype.kind == "f" else 0
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def _reference(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, step, bias_correction, decoupled):
+    """The readable step's operations in numpy (fresh arrays)."""
+    if weight_decay and decoupled:
+        p = p * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * p
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    mh, vh = m, v
+    if bias_correction:
+        mh, vh = m * (1.0 / (1 - beta1 ** step)), v * (1.0 / (1 - beta2 ** step))
+    return p - lr * mh / (vh ** 0.5 + eps), m, v
+
+
+KW = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, bias_correction=True, decoupled=False)
+
+
+@pytest.fixture
+def kernel_calls(native, monkeypatch):
+    """Counts the calls of the C kernels."""
+    calls = []
+
+    def counting(fn):
+        return lambda *args: (calls.append(args[4]), fn(*args))[1]
+
+    kernels = {dt: counting(fn) for dt, fn in nb._native_adam_kernels().items()}
+    monkeypatch.setitem(nb._native_state, "kernels", kernels)
+    return calls
+
+
+@pytest.mark.parametrize("layout", ["transposed", "C param, F grad", "strided", "readonly grad",
+                                    "mixed dtype grad", "empty"])
+def test_arrays_the_kernel_does_not_take_go_through_numpy(kernel_calls, layout):
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((6, 4)).astype(np.float32)
+    g = rng.standard_normal((6, 4)).astype(np.float32)
+    p = base.copy()
+    if layout == "transposed":
+        p, g = base.T.copy().T, g.T.copy().T                   # F-ordered: not C-contiguous
+    elif layout == "C param, F grad":
+        g = g.T.copy().T
+    elif layout == "strided":
+        p = np.repeat(base, 2, axis=1)[:, ::2]
+    elif layout == "readonly grad":
+        g = np.broadcast_to(g[:1], g.shape)
+    elif layout == "mixed dtype grad":
+        g = g.astype(np.float64)
+    elif layout == "empty":
+        p, g = np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    rp, rm, rv = p.copy(), m.copy(), v.copy()
+    for t in range(1, 4):
+        nb.NumpyBackend().adam_step(p, g, m, v, step=t, **KW)
+        rp, rm, rv = _reference(rp, g.astype(p.dtype), rm, rv, step=t, **KW)
+        np.testing.assert_allclose(p, rp, rtol=2e-6, atol=0)
+        np.testing.assert_allclose(m, rm, rtol=2e-6, atol=0)
+        np.testing.assert_allclose(v, rv, rtol=2e-6, atol=0)
+    assert kernel_calls == []
+
+
+def test_backend_kernel_equals_the_formula_exactly(kernel_calls):
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        for kw in (KW, dict(KW, decoupled=True), dict(KW, weight_decay=0.0), dict(KW, bias_correction=False)):
+            p = rng.standard_normal(1000).astype(dtype)
+            m, v = np.zeros_like(p), np.zeros_like(p)
+            rp, rm, rv = p.copy(), m.copy(), v.copy()
+            for t in range(1, 12):
+                g = rng.standard_normal(p.shape).astype(dtype)
+                nb.NumpyBackend().adam_step(p, g, m, v, step=t, **kw)
+                rp, rm, rv = _reference(rp, g, rm, rv, step=t, **kw)
+            np.testing.assert_array_equal(p, rp)
+            np.testing.assert_array_equal(m, rm)
+            np.testing.assert_array_equal(v, rv)
+    assert kernel_calls == [1000] * 88                  # every step ran in the C loop
+
+
+_PROBE = """
+import json, sys
+import numpy as np, dlkit
+from dlkit import optim
+from dlkit.backend import numpy_backend as nb
+p = dlkit.tensor([1.0, -2.0, 3.0], requires_grad=True)
+opt = optim.Adam([p], lr=0.1)
+opt.fused = True
+for _ in range(3):
+    p.grad = dlkit.tensor([0.5, 0.5, -1.0])
+    opt.step()
+print(json.dumps({"native": nb._native_adam_kernels() is not None, "error": nb._native_state.get("error"),
+                  "path": nb._native_state.get("path"), "p": p.numpy().tolist()}))
+"""
+
+
+def _probe(env_extra, tmp_path):
+    env = dict(os.environ, DLKIT_BACKEND="numpy", DLKIT_CACHE_DIR=str(tmp_path / "cache"), **env_extra)
+    out = subprocess.run([sys.executable, "-c", _PROBE], env=env, cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_without_the_kernel_the_fused_step_still_trains(tmp_path):
+    expected = [0.7000000476837158, -2.299999952316284, 3.299999952316284]   # three steps of size lr
+    off = _probe({"DLKIT_NATIVE": "0"}, tmp_path)
+    assert off["native"] is False and "DLKIT_NATIVE" in off["error"]
+    no_cc = _probe({"CC": str(tmp_path / "no-such-compiler"), "PATH": str(tmp_path)}, tmp_path)
+    assert no_cc["native"] is False and "compiler" in no_cc["error"]
+    np.testing.assert_allclose(off["p"], expected, rtol=1e-6)
+    np.testing.assert_allclose(no_cc["p"], expected, rtol=1e-6)
+
+
+def test_the_library_is_built_once_into_the_cache(native, tmp_path):
+    first = _probe({}, tmp_path)
+    assert first["native"] is True and Path(first["path"]).parent == tmp_path / "cache"
+    built = Path(first["path"]).stat().st_mtime_ns
+    second = _probe({}, tmp_path)
+    assert second["path"] == first["path"] and Path(second["path"]).stat().st_mtime_ns == built
+    assert second["p"] == first["p"]
+    assert [f.name for f in (tmp_path / "cache").iterdir()] == [Path(first["path"]).name]  # no temp files left
