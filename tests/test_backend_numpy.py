@@ -156,11 +156,11 @@ def _reference_adam(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, step, bi
 def adam_path(request, monkeypatch):
     """Both ways adam_step computes: the C loop (where a compiler is) and the numpy passes."""
     from dlkit.backend import numpy_backend
-    kernels = numpy_backend._native_adam_kernels()
+    kernels = numpy_backend._native_kernels()
     if request.param == "native kernel" and kernels is None:
         pytest.skip(f"no native kernel: {numpy_backend._native_state.get('error')}")
     if request.param == "numpy passes":
-        monkeypatch.setitem(numpy_backend._native_state, "kernels", None)
+        monkeypatch.setitem(numpy_backend._native_state, "loaded", None)
     return request.param
 
 

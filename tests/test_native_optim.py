@@ -1,10 +1,11 @@
-"""The numpy backend's native (C) Adam kernel: the readable step's results, bit for bit.
+"""The numpy backend's native (C) optimizer kernels: the readable steps' results, bit for bit.
 
-``NumpyBackend.adam_step`` runs the update as one C loop when a C compiler is available (see the end
-of dlkit/backend/numpy_backend.py) and as numpy passes otherwise.  The C loop does the readable
-``dlkit.optim.Adam.step``'s float operations in the same order, so ``opt.fused = True`` must give
-*identical* parameters and state over many steps; the numpy passes fold the bias corrections
-differently and agree to float rounding.  No timing here (benchmarks/vs_torch.py measures).
+``NumpyBackend.adam_step`` / ``sgd_step`` run the update as one C loop when a C compiler is available
+(see the end of dlkit/backend/numpy_backend.py) and as numpy passes otherwise.  The C loops do the
+readable ``dlkit.optim.Adam.step`` / ``SGD.step``'s float operations in the same order, so
+``opt.fused = True`` must give *identical* parameters and state over many steps; the numpy passes
+fold the bias corrections differently and agree to float rounding.  No timing here
+(benchmarks/vs_torch.py measures).
 """
 from __future__ import annotations
 
@@ -33,20 +34,25 @@ CONFIGS = {
     "adamw": lambda ps: optim.AdamW(ps, lr=1e-2),
     "adamw_no_wd": lambda ps: optim.AdamW(ps, lr=1e-2, weight_decay=0.0),
     "adamw_plain_eps0": lambda ps: optim.AdamW(ps, lr=3e-3, eps=0.0, bias_correction=False),
+    "sgd": lambda ps: optim.SGD(ps, lr=0.1),
+    "sgd_wd": lambda ps: optim.SGD(ps, lr=0.1, weight_decay=0.01),
+    "sgd_momentum": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9),
+    "sgd_dampening_wd": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, dampening=0.5, weight_decay=0.1),
+    "sgd_nesterov_wd": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
 }
 
 
 @pytest.fixture
 def native():
-    if nb._native_adam_kernels() is None:
+    if nb._native_kernels() is None:
         pytest.skip(f"no native kernel: {nb._native_state.get('error')}")
 
 
 @pytest.fixture
 def numpy_passes(monkeypatch):
     """The fallback: the numpy passes, as without a C compiler."""
-    nb._native_adam_kernels()
-    monkeypatch.setitem(nb._native_state, "kernels", None)
+    nb._native_kernels()
+    monkeypatch.setitem(nb._native_state, "loaded", None)
 
 
 def _params(dtype, seed=0):
@@ -90,9 +96,9 @@ def test_a_machine_with_a_c_compiler_builds_the_kernel():
         pytest.skip("no C compiler here: the numpy passes are the fused path")
     if os.environ.get("DLKIT_NATIVE", "1") == "0":
         pytest.skip("DLKIT_NATIVE=0")
-    kernels = nb._native_adam_kernels()
+    kernels = nb._native_kernels()
     assert kernels is not None, nb._native_state.get("error")
-    assert set(kernels) == {np.dtype(np.float32), np.dtype(np.float64)}
+    assert set(kernels) == {(k, np.dtype(t)) for k in ("adam", "sgd") for t in ("float32", "float64")}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -107,20 +113,23 @@ def test_native_step_is_the_readable_step_bit_for_bit(native, name, dtype):
 def test_parameters_without_grad_are_skipped_alike(native, dtype):
     # parameter i has no gradient on some steps (and parameter 3 never has one)
     skip = lambda t, i: i == 3 or (t + i) % 3 == 0  # noqa: E731
-    for name in ("adam_wd", "adamw"):
+    for name in ("adam_wd", "adamw", "sgd_nesterov_wd"):
         ro, rp = _run(CONFIGS[name], False, dtype, steps=20, skip=skip)
         fo, fp = _run(CONFIGS[name], True, dtype, steps=20, skip=skip)
         _assert_identical(_snapshot(fo, fp), _snapshot(ro, rp))
-        assert fo.state[3] == {} and fo.state[0]["step"] == ro.state[0]["step"] < 20
+        assert fo.state[3] == {}
+        if name.startswith("adam"):
+            assert fo.state[0]["step"] == ro.state[0]["step"] < 20
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_switching_paths_and_load_state_dict_keep_the_trajectory(native, dtype):
+@pytest.mark.parametrize("name", ["adamw", "adam_wd", "sgd_nesterov_wd"])
+def test_switching_paths_and_load_state_dict_keep_the_trajectory(native, name, dtype):
     # reference: 30 readable steps in one go
-    reference = _snapshot(*_run(CONFIGS["adamw"], False, dtype, steps=30))
+    reference = _snapshot(*_run(CONFIGS[name], False, dtype, steps=30))
     # the same 30 steps: 10 fused, 10 readable, then a state_dict round trip into a new optimizer
     # over copies of the parameters and 10 fused steps more (same gradient stream)
-    opt, params = _run(CONFIGS["adamw"], True, dtype, steps=10)
+    opt, params = _run(CONFIGS[name], True, dtype, steps=10)
     rng = np.random.default_rng(1)                      # _run's gradient stream, step by step
     rng_steps = [[rng.standard_normal(p.shape) for p in params] for _ in range(30)]
     opt.fused = False
@@ -130,7 +139,7 @@ def test_switching_paths_and_load_state_dict_keep_the_trajectory(native, dtype):
         opt.step()
     saved = opt.state_dict()
     copies = [dlkit.tensor(p.numpy(), dtype=dtype, requires_grad=True) for p in params]
-    fresh = CONFIGS["adamw"](copies)
+    fresh = CONFIGS[name](copies)
     fresh.load_state_dict(saved)
     fresh.fused = True
     for t in range(20, 30):
@@ -173,11 +182,12 @@ def kernel_calls(native, monkeypatch):
     """Counts the calls of the C kernels."""
     calls = []
 
-    def counting(fn):
-        return lambda *args: (calls.append(args[4]), fn(*args))[1]
+    def counting(name, fn):
+        size = 4 if name == "adam" else 3                # the argument after the pointers
+        return lambda *args: (calls.append((name, args[size])), fn(*args))[1]
 
-    kernels = {dt: counting(fn) for dt, fn in nb._native_adam_kernels().items()}
-    monkeypatch.setitem(nb._native_state, "kernels", kernels)
+    kernels = {key: counting(key[0], fn) for key, fn in nb._native_kernels().items()}
+    monkeypatch.setitem(nb._native_state, "loaded", kernels)
     return calls
 
 
@@ -225,7 +235,43 @@ def test_backend_kernel_equals_the_formula_exactly(kernel_calls):
             np.testing.assert_array_equal(p, rp)
             np.testing.assert_array_equal(m, rm)
             np.testing.assert_array_equal(v, rv)
-    assert kernel_calls == [1000] * 88                  # every step ran in the C loop
+    assert kernel_calls == [("adam", 1000)] * 88        # every step ran in the C loop
+
+
+def _reference_sgd(p, g, buf, *, lr, momentum, dampening, weight_decay, nesterov, first_step):
+    """The readable step of dlkit.optim.SGD in numpy (fresh arrays)."""
+    if weight_decay:
+        g = g + weight_decay * p
+    if momentum:
+        buf = g.copy() if first_step else momentum * buf + (1 - dampening) * g
+        g = g + momentum * buf if nesterov else buf
+    return p - lr * g, buf
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_backend_sgd_kernel_equals_the_formula_exactly(kernel_calls, layout):
+    rng = np.random.default_rng(6)
+    configs = [dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
+               dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=False),
+               dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.0, nesterov=False),
+               dict(lr=0.05, momentum=0.8, dampening=0.0, weight_decay=0.1, nesterov=True)]
+    for dtype in (np.float32, np.float64):
+        for kw in configs:
+            p = rng.standard_normal((40, 25)).astype(dtype)
+            p = p if layout == "C" else p.T.copy().T      # F-ordered: the numpy passes take it
+            buf = np.zeros_like(p)
+            rp, rbuf = p.copy(), buf.copy()
+            for t in range(6):
+                g = rng.standard_normal(p.shape).astype(dtype)
+                nb.NumpyBackend().sgd_step(p, g, buf, first_step=t == 0, **kw)
+                rp, rbuf = _reference_sgd(rp, g, rbuf, first_step=t == 0, **kw)
+                if layout == "C":
+                    np.testing.assert_array_equal(p, rp)
+                    if kw["momentum"]:
+                        np.testing.assert_array_equal(buf, rbuf)
+                else:
+                    np.testing.assert_allclose(p, rp, rtol=1e-6)
+    assert kernel_calls == ([("sgd", 1000)] * 48 if layout == "C" else [])
 
 
 _PROBE = """
@@ -239,7 +285,7 @@ opt.fused = True
 for _ in range(3):
     p.grad = dlkit.tensor([0.5, 0.5, -1.0])
     opt.step()
-print(json.dumps({"native": nb._native_adam_kernels() is not None, "error": nb._native_state.get("error"),
+print(json.dumps({"native": nb._native_kernels() is not None, "error": nb._native_state.get("error"),
                   "path": nb._native_state.get("path"), "p": p.numpy().tolist()}))
 """
 

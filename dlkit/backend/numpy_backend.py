@@ -205,7 +205,24 @@ class NumpyBackend(Backend):
     @withheld("fused SGD step: the optimizers of notebook 03")
     def sgd_step(self, param, grad, buf, *, lr: float, momentum: float, dampening: float,
                  weight_decay: float, nesterov: bool, first_step: bool) -> None:
-        """PyTorch SGD: d = g + wd·p; buf = d (first) or μ·buf + (1−τ)·d; d = d + μ·buf (nesterov) or buf; p −= lr·d."""
+        """PyTorch SGD: d = g + wd·p; buf = d (first) or μ·buf + (1−τ)·d; d = d + μ·buf (nesterov) or buf; p −= lr·d.
+
+        One C loop where a compiler is (the readable step's results, bit for bit), else numpy passes.
+        """
+        kernel = _native_kernels()
+        if kernel is not None:
+            kernel = kernel.get(("sgd", param.dtype))
+        if kernel is not None and grad.dtype == param.dtype and grad.size == param.size \
+                and (momentum == 0 or (buf.dtype == param.dtype and buf.size == param.size)):
+            try:   # the addresses; raises for an array that is not C-contiguous, writable, non-empty
+                pp, gp = _address(param), _address(grad)
+                bp = _address(buf) if momentum != 0 else None
+            except (TypeError, ValueError):
+                pass                                    # numpy passes below
+            else:
+                kernel(pp, gp, bp, param.size, lr, momentum, 1 - dampening, weight_decay,
+                       (weight_decay != 0) | (momentum != 0) << 1 | bool(first_step) << 2 | bool(nesterov) << 3)
+                return
         tmp, d = self._buffers(param, 2)
         d_p = grad
         if weight_decay != 0:                          # d = g + wd·p
@@ -235,14 +252,14 @@ class NumpyBackend(Backend):
         p −= s·m/(√v/c + eps) with s = lr/(1−β₁ᵗ), c = √(1−β₂ᵗ), computed as
         p −= m/(√v·(1/(c·s)) + eps/s): sqrt, scale, shift, divide, subtract, five passes.
         """
-        kernel = _native_adam_kernels()
+        kernel = _native_kernels()
         if kernel is not None:
-            kernel = kernel.get(param.dtype)
+            kernel = kernel.get(("adam", param.dtype))
         if kernel is not None and grad.dtype == m.dtype == v.dtype == param.dtype \
                 and param.size == grad.size == m.size == v.size:
             try:   # the addresses; raises for an array that is not C-contiguous, writable, non-empty
                 pp, gp, mp, vp = _address(param), _address(grad), _address(m), _address(v)
-            except (TypeError, ValueError, BufferError):
+            except (TypeError, ValueError):
                 pass                                    # numpy passes below
             else:
                 s1, s2 = (1.0 / (1 - beta1 ** step), 1.0 / (1 - beta2 ** step)) if bias_correction else (1.0, 1.0)
@@ -276,18 +293,20 @@ class NumpyBackend(Backend):
         param -= update
 
 
-# BEGIN WITHHELD: the native one-pass optimizer kernel (C, compiled on first use) is not in the student kit
-# ``NumpyBackend.adam_step`` runs the whole update of a parameter as one C loop when a C compiler is
-# available: every element is read and written once, with no scratch array, where the numpy form
-# above makes ~12 passes over memory (the update was ~60 % of a batch-1 training step).  The loop does
-# exactly the readable step's float operations in the same order (no FMA contraction, correctly
-# rounded sqrt), so it reproduces ``dlkit.optim.Adam``'s readable step bit for bit
-# (tests/test_native_optim.py).  It is compiled once per source and compiler into the cache directory
-# (``$DLKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/dlkit`` or ``~/.cache/dlkit``), with clones for
-# AVX-512, AVX2 and baseline x86-64 chosen at load time, so a shared cache works on any x86-64 CPU.
-# ``DLKIT_NATIVE=0`` turns it off (numpy passes); so does a missing or failing compiler.
+# BEGIN WITHHELD: the native one-pass optimizer kernels (C, compiled on first use) are not in the student kit
+# ``NumpyBackend.adam_step`` / ``sgd_step`` run the whole update of a parameter as one C loop when a C
+# compiler is available: every element is read and written once, with no scratch array, where the
+# numpy forms above make ~12 (Adam) passes over memory (the update was ~60 % of a batch-1 training
+# step).  Each loop does exactly the readable step's float operations in the same order (no FMA
+# contraction, correctly rounded sqrt), so it reproduces ``dlkit.optim.Adam`` / ``SGD``'s readable
+# step bit for bit (tests/test_native_optim.py).  The library is compiled once per source and
+# compiler into the cache directory (``$DLKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/dlkit`` or
+# ``~/.cache/dlkit``), with clones for AVX-512, AVX2 and baseline x86-64 chosen at load time, so a
+# shared cache works on any x86-64 CPU.  ``DLKIT_NATIVE=0`` turns it off (numpy passes); so does a
+# missing or failing compiler (``_native_state["error"]`` says why).
 import ctypes
-_ADAM_C = r"""
+
+_OPTIM_C = r"""
 #include <math.h>
 #include <stddef.h>
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
@@ -296,8 +315,8 @@ _ADAM_C = r"""
 #define CLONES
 #endif
 
-/* mode 0: no weight decay; 1: g += wd*p (Adam); 2: p *= keep (AdamW). s1, s2: 1/(1 - beta^t), or 1
-   without bias correction (x*1 is exact).  Same operations, same order as dlkit.optim.Adam.step. */
+/* Adam.  mode 0: no weight decay; 1: g += wd*p (Adam); 2: p *= keep (AdamW).  s1, s2: 1/(1 - beta^t),
+   or 1 without bias correction (x*1 is exact).  Same operations, same order as dlkit.optim.Adam.step. */
 #define ADAM(NAME, T, SQRT)                                                                         \
 CLONES void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, ptrdiff_t n,    \
                  double beta1_, double one_minus_beta1_, double beta2_, double one_minus_beta2_,   \
@@ -330,14 +349,40 @@ CLONES void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict 
 }
 ADAM(dlkit_adam_f32, float, sqrtf)
 ADAM(dlkit_adam_f64, double, sqrt)
+
+/* SGD.  flags: 1 weight decay (d = g + wd*p), 2 momentum (buf), 4 first step (buf = d),
+   8 nesterov (d = d + mu*buf; else d = buf).  damp: 1 - dampening.  Then p = p - lr*d, as
+   dlkit.optim.SGD.step.  Branches on loop invariants: the compiler unswitches them. */
+#define SGD(NAME, T)                                                                                \
+CLONES void NAME(T *restrict p, const T *restrict g, T *restrict buf, ptrdiff_t n, double lr_,     \
+                 double momentum_, double damp_, double wd_, int flags) {                          \
+    const T lr = (T)lr_, mu = (T)momentum_, damp = (T)damp_, wd = (T)wd_;                          \
+    const int decay = flags & 1, heavy = flags & 2, first = flags & 4, nesterov = flags & 8;       \
+    for (ptrdiff_t i = 0; i < n; i++) {                                                            \
+        T pi = p[i], d = g[i];                                                                     \
+        if (decay) d = d + wd * pi;                                                                \
+        if (heavy) {                                                                               \
+            T b = first ? d : mu * buf[i] + damp * d;                                              \
+            buf[i] = b;                                                                            \
+            d = nesterov ? d + mu * b : b;                                                         \
+        }                                                                                          \
+        p[i] = pi - lr * d;                                                                        \
+    }                                                                                              \
+}
+SGD(dlkit_sgd_f32, float)
+SGD(dlkit_sgd_f64, double)
 """
 
 #: flags: no contraction into FMA (the readable step rounds every product), no errno from sqrt (so it
 #: vectorizes); never -ffast-math, which would reorder and change results
 _NATIVE_FLAGS = ("-O3", "-std=gnu99", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno")
 _native_lock = threading.Lock()
+#: "loaded": {(kernel, dtype): ctypes function} or None; "error": why not; "path": the library
+_native_state: dict[str, Any] = {}
 _addressof, _c_char = ctypes.addressof, ctypes.c_char
-_native_state: dict[str, Any] = {}      # "kernels": {dtype: ctypes function} or None; "error": why not
+_VOIDP, _SIZE, _DOUBLE, _INT = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_double, ctypes.c_int
+_SIGNATURES = {"adam": [_VOIDP] * 4 + [_SIZE] + [_DOUBLE] * 10 + [_INT],
+               "sgd": [_VOIDP] * 3 + [_SIZE] + [_DOUBLE] * 4 + [_INT]}
 
 
 def _native_cache_dir():
@@ -351,8 +396,7 @@ def _native_cache_dir():
 
 
 def _native_build():
-    """Compile (or find in the cache) and load the kernels: ``{dtype: function}``, or None."""
-    import ctypes
+    """Compile (or find in the cache) and load the kernels: ``{(name, dtype): function}``, or None."""
     import hashlib
     import os
     import platform
@@ -368,11 +412,12 @@ def _native_build():
     if cc is None:
         _native_state["error"] = "no C compiler (cc, gcc or clang) on PATH"
         return None
-    key = hashlib.sha256("\0".join((_ADAM_C, cc, *_NATIVE_FLAGS, platform.machine(), platform.system()))
+    key = hashlib.sha256("\0".join((_OPTIM_C, cc, *_NATIVE_FLAGS, platform.machine(), platform.system()))
                          .encode()).hexdigest()[:20]
     name = f"optim-{key}.so"
+    user = os.getuid() if hasattr(os, "getuid") else 0
     lib_path = None
-    for folder in (_native_cache_dir(), Path(tempfile.gettempdir()) / f"dlkit-{os.getuid() if hasattr(os, 'getuid') else 0}"):
+    for folder in (_native_cache_dir(), Path(tempfile.gettempdir()) / f"dlkit-{user}"):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / name
@@ -381,7 +426,7 @@ def _native_build():
                 os.close(fd)
                 try:
                     proc = subprocess.run([cc, *_NATIVE_FLAGS, "-x", "c", "-", "-o", tmp, "-lm"],
-                                          input=_ADAM_C, capture_output=True, text=True)
+                                          input=_OPTIM_C, capture_output=True, text=True)
                     if proc.returncode:
                         _native_state["error"] = f"{cc} failed: {(proc.stderr or proc.stdout).strip()[:2000]}"
                         return None
@@ -400,30 +445,31 @@ def _native_build():
     except OSError as exc:
         _native_state["error"] = f"cannot load {lib_path}: {exc}"
         return None
-    kernels = {}
-    for dtype, symbol in ((np.dtype(np.float32), "dlkit_adam_f32"), (np.dtype(np.float64), "dlkit_adam_f64")):
-        fn = getattr(lib, symbol)
-        fn.restype = None
-        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t] + [ctypes.c_double] * 10 + [ctypes.c_int]
-        kernels[dtype] = fn
+    loaded = {}
+    for kernel, argtypes in _SIGNATURES.items():
+        for dtype, suffix in ((np.dtype(np.float32), "f32"), (np.dtype(np.float64), "f64")):
+            fn = getattr(lib, f"dlkit_{kernel}_{suffix}")
+            fn.restype, fn.argtypes = None, argtypes
+            loaded[kernel, dtype] = fn
     _native_state["path"] = str(lib_path)
     _native_state.pop("error", None)
-    return kernels
+    return loaded
+
+
+def _native_kernels():
+    """``{(name, dtype): C function}`` ("adam", "sgd"; float32, float64), built on first use; None
+    where unavailable."""
+    try:
+        return _native_state["loaded"]
+    except KeyError:
+        with _native_lock:
+            if "loaded" not in _native_state:
+                _native_state["loaded"] = _native_build()
+        return _native_state["loaded"]
 
 
 def _address(a: np.ndarray) -> int:
-    """The data address of a C-contiguous, writable, non-empty array (raises otherwise); 0.2 µs,
-    where ``a.ctypes.data`` takes 1 µs."""
+    """The data address of a C-contiguous, writable, non-empty array (raises TypeError or ValueError
+    otherwise); 0.2 µs, where ``a.ctypes.data`` takes 1 µs."""
     return _addressof(_c_char.from_buffer(a))
-
-
-def _native_adam_kernels():
-    """``{dtype: C function}`` of the one-pass Adam, built on first use; None where unavailable."""
-    try:
-        return _native_state["kernels"]
-    except KeyError:
-        with _native_lock:
-            if "kernels" not in _native_state:
-                _native_state["kernels"] = _native_build()
-        return _native_state["kernels"]
 # END WITHHELD
