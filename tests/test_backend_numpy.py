@@ -300,3 +300,28 @@ def test_matmul_with_a_contracted_dimension_of_one_is_exact(sa, sb, dtype):
     np.testing.assert_array_equal(got, want)
     at = rng.standard_normal(sa[::-1]).astype(dtype).T      # a transposed view, as in Xᵀ G
     np.testing.assert_array_equal(B.matmul(at, b), np.matmul(at, b))
+
+
+def test_adam_step_many_default_is_adam_step_per_parameter(adam_path):
+    # the base class's multi-tensor step (what a backend without its own, like CUDA's, runs) and the
+    # numpy override give what adam_step gives parameter by parameter, steps counted per parameter
+    rng = np.random.default_rng(4)
+    shapes, steps = [(5, 3), (3,), (2, 2)], [3, 1, 2]
+    kw = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, bias_correction=True,
+              decoupled=False)
+    start = [[rng.standard_normal(s) for s in shapes] for _ in range(4)]   # p, g, m, v
+    start[3] = [np.abs(v) for v in start[3]]
+    results = []
+    for how in ("one by one", "base default", "numpy override"):
+        p, g, m, v = ([a.copy() for a in arrays] for arrays in start)
+        if how == "one by one":
+            for i in range(3):
+                B.adam_step(p[i], g[i], m[i], v[i], step=steps[i], **kw)
+        elif how == "base default":
+            Backend.adam_step_many(B, p, g, m, v, steps, **kw)
+        else:
+            B.adam_step_many(p, g, m, v, steps, **kw)
+        results.append(p + m + v)
+    for other in results[1:]:
+        for a, b in zip(other, results[0]):
+            np.testing.assert_array_equal(a, b)

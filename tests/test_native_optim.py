@@ -98,7 +98,7 @@ def test_a_machine_with_a_c_compiler_builds_the_kernel():
         pytest.skip("DLKIT_NATIVE=0")
     kernels = nb._native_kernels()
     assert kernels is not None, nb._native_state.get("error")
-    assert set(kernels) == {(k, np.dtype(t)) for k in ("adam", "sgd") for t in ("float32", "float64")}
+    assert set(kernels) == {(k, np.dtype(t)) for k in ("adam", "adam_many", "sgd") for t in ("float32", "float64")}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -107,6 +107,39 @@ def test_native_step_is_the_readable_step_bit_for_bit(native, name, dtype):
     readable = _snapshot(*_run(CONFIGS[name], False, dtype, steps=60))
     fused = _snapshot(*_run(CONFIGS[name], True, dtype, steps=60))
     _assert_identical(fused, readable)
+
+
+def test_one_call_updates_every_parameter_the_kernel_takes(kernel_calls):
+    # float32 parameters go in one multi-tensor call; the float64 one, and a float32 one whose array
+    # is not C-contiguous, through adam_step (native / numpy passes); results as the readable step's
+    def make():
+        rng = np.random.default_rng(2)
+        ps = [dlkit.tensor(rng.standard_normal(s), requires_grad=True) for s in [(13, 7), (7,), (3, 4)]]
+        ps.append(dlkit.tensor(rng.standard_normal(5), dtype="float64", requires_grad=True))
+        ps[2]._array = np.asfortranarray(ps[2]._array)
+        return ps
+
+    results = []
+    for fused in (False, True):
+        params = make()
+        opt = optim.Adam(params, lr=1e-2, weight_decay=0.1)
+        opt.fused = fused
+        rng = np.random.default_rng(3)
+        del kernel_calls[:]
+        for _ in range(4):
+            for i, p in enumerate(params):
+                p.grad = dlkit.tensor(rng.standard_normal(p.shape), dtype=p.dtype)
+                if i == 2:
+                    p.grad._array = np.asfortranarray(p.grad._array)
+            opt.step()
+        results.append((opt, params))
+    assert kernel_calls == [("adam", 5), ("adam_many", 2)] * 4
+    fo, fp = results[1]
+    ro, rp = results[0]
+    for i in (0, 1, 3):                                   # the C loops: bit for bit
+        np.testing.assert_array_equal(fp[i].numpy(), rp[i].numpy())
+        np.testing.assert_array_equal(fo.state[i]["exp_avg_sq"].numpy(), ro.state[i]["exp_avg_sq"].numpy())
+    np.testing.assert_allclose(fp[2].numpy(), rp[2].numpy(), rtol=2e-6)   # numpy passes: to rounding
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -183,7 +216,7 @@ def kernel_calls(native, monkeypatch):
     calls = []
 
     def counting(name, fn):
-        size = 4 if name == "adam" else 3                # the argument after the pointers
+        size = {"adam": 4, "sgd": 3, "adam_many": 0}[name]  # the size (adam_many: the count) argument
         return lambda *args: (calls.append((name, args[size])), fn(*args))[1]
 
     kernels = {key: counting(key[0], fn) for key, fn in nb._native_kernels().items()}

@@ -521,7 +521,8 @@ def test_the_package_is_split_by_role():
         assert "backend." not in src and "_array" not in src, name
 
 
-@pytest.mark.parametrize("name, kernel", [("sgd_momentum", "sgd_step"), ("adam", "adam_step"), ("adamw", "adam_step")])
+@pytest.mark.parametrize("name, kernel", [("sgd_momentum", "sgd_step"), ("adam", "adam_step_many"),
+                                          ("adamw", "adam_step_many")])
 def test_fused_flag_selects_the_backend_kernel_and_the_readable_path_uses_none(name, kernel, monkeypatch):
     calls = []
     backend = type(_param().backend)

@@ -155,3 +155,14 @@ class Backend:
         ``step`` is the 1-based step count after this update.
         """
         raise NotImplementedError
+
+    @withheld("fused Adam step: the optimizers of notebook 03")
+    def adam_step_many(self, params, grads, exp_avgs, exp_avg_sqs, steps, *, lr: float, beta1: float,
+                       beta2: float, eps: float, weight_decay: float, bias_correction: bool,
+                       decoupled: bool) -> None:
+        """:meth:`adam_step` for lists of parameters (one optimizer step; ``steps[i]`` is parameter
+        i's step count), as PyTorch's multi-tensor fused Adam.  Default: one ``adam_step`` each."""
+        for param, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+            self.adam_step(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                           weight_decay=weight_decay, step=step, bias_correction=bias_correction,
+                           decoupled=decoupled)

@@ -3,8 +3,11 @@
 Each ``step()`` is written with plain Tensor arithmetic, one parameter at a time (PyTorch's
 ``_single_tensor_*`` form).  ``SGD`` and ``Adam`` / ``AdamW`` also have a fast path, chosen by
 setting ``opt.fused = True`` after construction (PyTorch's ``fused=True``): the whole update of
-one parameter then runs as one backend kernel (``backend.sgd_step`` / ``adam_step``) with the
-same state; ``tests/test_optim.py`` proves both paths equal.  (An attribute, not a constructor
+one parameter then runs as one backend kernel (``backend.sgd_step`` / ``adam_step``; Adam hands
+all parameters to ``backend.adam_step_many`` in one call) with the same state; on the numpy backend
+that kernel is a C loop doing the readable step's operations (its results bit for bit) where a C
+compiler is, numpy passes otherwise; ``tests/test_optim.py`` and ``tests/test_native_optim.py``
+prove the paths equal.  (An attribute, not a constructor
 argument: the constructors are the students' contract, and the student kit has no fused path.)
 
 Conventions: ``weight_decay`` is coupled L2 (g ← g + λθ, so Adam rescales it) everywhere except
