@@ -324,7 +324,8 @@ print(json.dumps({"native": nb._native_kernels() is not None, "error": nb._nativ
 
 
 def _probe(env_extra, tmp_path):
-    env = dict(os.environ, DLKIT_BACKEND="numpy", DLKIT_CACHE_DIR=str(tmp_path / "cache"), **env_extra)
+    env = dict(os.environ, DLKIT_BACKEND="numpy", DLKIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.update(env_extra)
     out = subprocess.run([sys.executable, "-c", _PROBE], env=env, cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -348,3 +349,22 @@ def test_the_library_is_built_once_into_the_cache(native, tmp_path):
     assert second["path"] == first["path"] and Path(second["path"]).stat().st_mtime_ns == built
     assert second["p"] == first["p"]
     assert [f.name for f in (tmp_path / "cache").iterdir()] == [Path(first["path"]).name]  # no temp files left
+
+
+def test_an_unusable_cache_folder_builds_in_a_private_temporary_one(native, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    got = _probe({"DLKIT_CACHE_DIR": str(blocker / "cache")}, tmp_path)
+    assert got["native"] is True and not got["path"].startswith(str(tmp_path))
+    assert not Path(got["path"]).exists()                 # removed once loaded
+
+
+def test_a_compiler_without_cpu_clones_builds_the_baseline(native, tmp_path):
+    cc = shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc") or shutil.which("clang")
+    wrapper = tmp_path / "old-cc"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *DLKIT_NO_CLONES*) exec "{cc}" "$@";; '
+                       f'*) echo "unknown attribute target_clones" >&2; exit 1;; esac\n')
+    wrapper.chmod(0o755)
+    got = _probe({"CC": str(wrapper), "DLKIT_CACHE_DIR": str(tmp_path / "old")}, tmp_path)
+    assert got["native"] is True, got["error"]
+    assert got["p"] == _probe({}, tmp_path)["p"]          # the same loop, the same bits

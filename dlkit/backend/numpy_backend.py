@@ -353,7 +353,7 @@ from array import array
 _OPTIM_C = r"""
 #include <math.h>
 #include <stddef.h>
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(DLKIT_NO_CLONES)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES
@@ -476,35 +476,51 @@ def _native_build():
     key = hashlib.sha256("\0".join((_OPTIM_C, cc, *_NATIVE_FLAGS, platform.machine(), platform.system()))
                          .encode()).hexdigest()[:20]
     name = f"optim-{key}.so"
-    user = os.getuid() if hasattr(os, "getuid") else 0
-    lib_path = None
-    for folder in (_native_cache_dir(), Path(tempfile.gettempdir()) / f"dlkit-{user}"):
+
+    def compile_to(target: Path) -> str | None:
+        """Build the library at ``target`` (atomically); None, or what the compiler said."""
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
         try:
+            said = ""
+            # the CPU clones need GCC >= 12 or a recent clang; without them, one baseline build
+            for extra in ((), ("-DDLKIT_NO_CLONES",)):
+                try:
+                    proc = subprocess.run([cc, *_NATIVE_FLAGS, *extra, "-x", "c", "-", "-o", tmp, "-lm"],
+                                          input=_OPTIM_C, capture_output=True, text=True, timeout=600)
+                except subprocess.TimeoutExpired:
+                    return f"{cc} did not finish in 600 s"
+                if proc.returncode == 0:
+                    os.replace(tmp, target)      # atomic: a concurrent process sees all or nothing
+                    return None
+                said = (proc.stderr or proc.stdout).strip()[:2000]
+            return f"{cc} failed: {said}"
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    lib = None
+    # the user's cache; else a fresh private folder (never a predictable shared path in /tmp,
+    # where another user could have put a library of that name)
+    for folder in (_native_cache_dir(), None):
+        private = folder is None
+        try:
+            if private:
+                folder = Path(tempfile.mkdtemp(prefix="dlkit-native-"))
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / name
             if not target.exists():
-                fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-                os.close(fd)
-                try:
-                    proc = subprocess.run([cc, *_NATIVE_FLAGS, "-x", "c", "-", "-o", tmp, "-lm"],
-                                          input=_OPTIM_C, capture_output=True, text=True)
-                    if proc.returncode:
-                        _native_state["error"] = f"{cc} failed: {(proc.stderr or proc.stdout).strip()[:2000]}"
-                        return None
-                    os.replace(tmp, target)      # atomic: a concurrent process sees all or nothing
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-            lib_path = target
+                failed = compile_to(target)
+                if failed:                       # the compiler itself fails: no other folder helps
+                    _native_state["error"] = failed
+                    return None
+            lib = ctypes.CDLL(str(target))
+            if private:                          # loaded: the file is not needed any more (POSIX)
+                shutil.rmtree(folder, ignore_errors=True)
             break
-        except OSError as exc:                   # read-only cache: try the next folder
-            _native_state["error"] = f"cannot write {folder}: {exc}"
-    if lib_path is None:
-        return None
-    try:
-        lib = ctypes.CDLL(str(lib_path))
-    except OSError as exc:
-        _native_state["error"] = f"cannot load {lib_path}: {exc}"
+        except OSError as exc:                   # read-only cache, noexec mount, damaged file: next
+            _native_state["error"] = f"cannot build or load the kernels in {folder}: {exc}"
+    if lib is None:
         return None
     loaded = {}
     for kernel, argtypes in _SIGNATURES.items():
@@ -512,7 +528,7 @@ def _native_build():
             fn = getattr(lib, f"dlkit_{kernel}_{suffix}")
             fn.restype, fn.argtypes = None, argtypes
             loaded[kernel, dtype] = fn
-    _native_state["path"] = str(lib_path)
+    _native_state["path"] = str(target)
     _native_state.pop("error", None)
     return loaded
 
