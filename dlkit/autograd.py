@@ -651,8 +651,47 @@ def hessian(fn, x: Tensor) -> Tensor:
     (g,) = grad(y, [x], create_graph=True)
     n = math.prod(x.shape)
     basis = np.eye(n, dtype=x.dtype)
+    # BEGIN WITHHELD: one batched sweep when every op of the gradient's graph has a batched VJP
+    H = _batched_vjp(g, x, basis.reshape((n,) + g.shape))
+    if H is not None:
+        return Tensor(H.reshape(x.shape + x.shape), dtype=x.dtype, backend=x._backend)
+    # END WITHHELD
     rows = []
     for i in range(n):              # row i = the VJP of the gradient with the basis vector e_i
         (row,) = grad(g, [x], out_grad=basis[i].reshape(x.shape), allow_unused=True)
         rows.append(np.zeros(x.shape, x.dtype) if row is None else row.numpy())
     return Tensor(np.stack(rows).reshape(x.shape + x.shape), dtype=x.dtype, backend=x._backend)
+
+
+# BEGIN WITHHELD: a batched backward sweep (the library's own batched VJPs, see ops._BATCHED)
+def _batched_vjp(output: Tensor, x: Tensor, out_grads: np.ndarray) -> np.ndarray | None:
+    """∂⟨out_grads[k], output⟩/∂x for every k in one sweep, shape (B, *x.shape); None when an
+    op of the graph has no batched rule (a user's op, a replaced gradient method, another
+    backend), so the caller takes one sweep per row.  ``out_grads`` is (B, *output.shape)."""
+    if not _own_engine() or not output._requires_grad:
+        return None
+    rule_of = _ops()._batched_rule
+    order = topological_order(output)
+    rules = {}
+    for node in order:
+        if node._op is not None:
+            rule = rule_of(node._op)
+            if rule is None:
+                return None
+            rules[node] = rule
+    grads = {output: out_grads}
+    for node in reversed(order):
+        G = grads.pop(node, None)
+        if G is None:
+            continue
+        if node is x:
+            return np.array(G, dtype=x.dtype)
+        if node._op is None:
+            continue
+        for inp, gi in zip(node._inputs, rules[node](node._op, G, node)):
+            if gi is None or not inp._requires_grad:
+                continue
+            prev = grads.get(inp)
+            grads[inp] = gi if prev is None else prev + gi
+    return np.zeros((len(out_grads),) + x.shape, x.dtype)   # x does not reach the output
+# END WITHHELD

@@ -685,3 +685,147 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     # of logsumexp, *, sum and mean that notebook 01 asks for)
     picked = (logits * one_hot(labels, logits.shape[1], logits.dtype)).sum(axis=1)
     return (logsumexp(logits, axis=1) - picked).mean()
+
+
+# BEGIN WITHHELD: batched VJPs (they compute the graded VJPs' answers, for many out_grads at once)
+# ``dlkit.hessian`` differentiates the gradient g(x) with every basis vector at once: one backward
+# sweep whose out_grad has a leading batch axis B (the rows of the identity).  Each rule maps the
+# batch G (B, *node.shape) of a library op to the batches (B, *input.shape) of its inputs (None
+# where an input needs no gradient), on host arrays, nothing recorded: the same formulas as the
+# op's VJP with the batch axis carried in front (broadcasting does that for elementwise ops,
+# numpy.matmul for matrix products; sums to an input's shape skip axis 0).  A graph with any
+# other op (a user's Op subclass, a replaced gradient method) takes the row-by-row path.
+def _bsum(G: np.ndarray, shape: Shape) -> np.ndarray:
+    """sum_to_shape for a batch: G (B, *s) -> (B, *shape), axis 0 kept."""
+    lead = G.ndim - 1 - len(shape)
+    if lead:
+        G = G.sum(axis=tuple(range(1, 1 + lead)))
+    stretched = tuple(i + 1 for i, n in enumerate(shape) if n == 1 and G.shape[i + 1] != 1)
+    if stretched:
+        G = G.sum(axis=stretched, keepdims=True)
+    return G
+
+
+def _swap(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def _two(node, da, db):
+    a, b = node.inputs
+    return (da() if a.requires_grad else None), (db() if b.requires_grad else None)
+
+
+def _b_matmul(op, G, node):
+    a, b = (t._array for t in node.inputs)
+    return _two(node, lambda: _bsum(np.matmul(G, _swap(b)), a.shape),
+                lambda: _bsum(np.matmul(_swap(a), G), b.shape))
+
+
+def _b_affine(op, G, node):
+    x, w = node.inputs[0]._array, node.inputs[1]._array
+    out = [np.matmul(G, w.T) if node.inputs[0].requires_grad else None,
+           np.matmul(x.T, G) if node.inputs[1].requires_grad else None]
+    if len(node.inputs) == 3:
+        out.append(G.sum(axis=1) if node.inputs[2].requires_grad else None)
+    return tuple(out)
+
+
+def _b_summation(op, G, node):
+    shape = node.inputs[0].shape
+    kept = G.reshape((G.shape[0],) + keepdims_shape(shape, op.axes))
+    return (np.broadcast_to(kept, (G.shape[0],) + shape),)
+
+
+def _b_transpose(op, G, node):
+    inverse = [0] * len(op.axes)
+    for i, ax in enumerate(op.axes):
+        inverse[ax] = i
+    return (G.transpose((0,) + tuple(i + 1 for i in inverse)),)
+
+
+def _b_getitem(op, G, node):
+    out = np.zeros((G.shape[0],) + node.inputs[0].shape, G.dtype)
+    out[(slice(None),) + op.index] = G
+    return (out,)
+
+
+def _b_logsumexp(op, G, node):
+    a = node.inputs[0]._array
+    kept = keepdims_shape(a.shape, (op.axis,))
+    return (G.reshape((G.shape[0],) + kept) * np.exp(a - node._array.reshape(kept)),)
+
+
+def _b_max(op, G, node):
+    a = node.inputs[0]._array
+    kshape = keepdims_shape(a.shape, op.axes)
+    mask = (a == node._array.reshape(kshape)).astype(a.dtype)
+    mask = mask / mask.sum(axis=op.axes, keepdims=True)
+    return (G.reshape((G.shape[0],) + kshape) * mask,)
+
+
+def _b_where(op, G, node):
+    cond, a, b = node.inputs
+    c = cond._array
+    return (None, _bsum(np.where(c, G, 0), a.shape) if a.requires_grad else None,
+            _bsum(np.where(c, 0, G), b.shape) if b.requires_grad else None)
+
+
+def _b_maximum(op, G, node):
+    a, b = (t._array for t in node.inputs)
+    wins = np.greater_equal(a, b)
+    return _two(node, lambda: _bsum(G * wins.astype(G.dtype), a.shape),
+                lambda: _bsum(G * (1 - wins.astype(G.dtype)), b.shape))
+
+
+def _node(node):
+    return node._array
+
+
+def _in(node, i=0):
+    return node.inputs[i]._array
+
+
+_BATCHED = {
+    Add: lambda op, G, n: _two(n, lambda: _bsum(G, n.inputs[0].shape), lambda: _bsum(G, n.inputs[1].shape)),
+    Sub: lambda op, G, n: _two(n, lambda: _bsum(G, n.inputs[0].shape), lambda: _bsum(-G, n.inputs[1].shape)),
+    Mul: lambda op, G, n: _two(n, lambda: _bsum(G * _in(n, 1), n.inputs[0].shape),
+                               lambda: _bsum(G * _in(n, 0), n.inputs[1].shape)),
+    Div: lambda op, G, n: _two(n, lambda: _bsum(G / _in(n, 1), n.inputs[0].shape),
+                               lambda: _bsum(-G * _in(n, 0) / (_in(n, 1) * _in(n, 1)), n.inputs[1].shape)),
+    AddScalar: lambda op, G, n: (G,),
+    MulScalar: lambda op, G, n: (G * op.c,),
+    PowerScalar: lambda op, G, n: (G * op.p * _in(n) ** (op.p - 1),),
+    Negate: lambda op, G, n: (-G,),
+    Exp: lambda op, G, n: (G * _node(n),),
+    Log: lambda op, G, n: (G / _in(n),),
+    ReLU: lambda op, G, n: (np.where(_in(n) > 0, G, 0),),
+    Tanh: lambda op, G, n: (G * (1.0 - _node(n) * _node(n)),),
+    Sigmoid: lambda op, G, n: (G * _node(n) * (1.0 - _node(n)),),
+    AsType: lambda op, G, n: (G.astype(n.inputs[0].dtype),),
+    MatMul: _b_matmul,
+    _Affine: _b_affine,
+    Summation: _b_summation,
+    Reshape: lambda op, G, n: (G.reshape((G.shape[0],) + n.inputs[0].shape),),
+    Transpose: _b_transpose,
+    BroadcastTo: lambda op, G, n: (_bsum(G, n.inputs[0].shape),),
+    GetItem: _b_getitem,
+    ScatterSlice: lambda op, G, n: (G[(slice(None),) + op.index],),
+    LogSumExp: _b_logsumexp,
+    LogSoftmax: lambda op, G, n: (G - np.exp(_node(n)) * G.sum(axis=op.axis + 1, keepdims=True),),
+    Softmax: lambda op, G, n: (_node(n) * (G - (G * _node(n)).sum(axis=op.axis + 1, keepdims=True)),),
+    Max: _b_max,
+    Where: _b_where,
+    Maximum: _b_maximum,
+}
+#: the gradient method each rule stands for: a rule applies only while it is still the op's own
+_BATCHED_FOR = {cls: cls.gradient for cls in _BATCHED}
+
+
+def _batched_rule(op: Op):
+    """The batched VJP of ``op``, or None (not a library op, or its gradient method replaced)."""
+    cls = type(op)
+    rule = _BATCHED.get(cls)
+    if rule is None or cls.gradient is not _BATCHED_FOR[cls] or op.backend.name != "numpy":
+        return None
+    return rule
+# END WITHHELD
