@@ -293,9 +293,10 @@ class Tensor:
         """Accumulate ∂self/∂leaf (contracted with ``out_grad``) into every leaf's ``.grad``.
 
         ``out_grad`` defaults to 1 for a scalar; a non-scalar output needs one of its shape.
-        ``retain_graph=False`` (and no ``create_graph``) frees the graph afterwards: every tensor
-        of it forgets its inputs, so the activations it kept alive can go at once (``fit`` does
-        this); another backward through it then raises.  The default keeps the graph, so that
+        ``retain_graph=False`` (and no ``create_graph``) frees the graph: every tensor of it
+        forgets its inputs, so the activations it kept alive can go (``fit`` does this; the
+        instructor edition frees each tensor as soon as its VJP has run, and drops every
+        intermediate gradient once consumed); another backward through it then raises.  The default keeps the graph, so that
         calling ``backward`` twice accumulates twice (PyTorch frees by default).
         """
         if not self._requires_grad:
@@ -640,8 +641,10 @@ def hessian(fn, x: Tensor) -> Tensor:
 
     Differentiates the gradient once per element of ``x`` (the vector-Jacobian product of the
     gradient with each basis vector: one backward sweep per row), so it is meant for small
-    problems such as Newton's method on a few parameters.  ``x`` must be a float tensor; it
-    need not require grad.
+    problems such as Newton's method on a few parameters.  The instructor edition does all rows
+    in one sweep, an out_grad with a leading batch axis, where every op of the gradient's graph
+    is one of dlkit's own (numpy backend); the values are the same.  ``x`` must be a float
+    tensor; it need not require grad.
     """
     x = Tensor._wrap(x._array, x._backend)
     x._requires_grad = True
