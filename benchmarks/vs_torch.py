@@ -287,10 +287,15 @@ def main() -> int:
         print("torch not installed: dlkit and numpy only")
 
     if args.hessian:
+        times = {}
         for lib in ("dlkit",) + (("torch",) if have_torch else ()):
             res = _run_child({"kind": "hessian", "lib": lib, "n": 100, "repeats": 20}, args.threads)
             for name, r in res.items():
+                times[name] = r["median_ms"]
                 print(f"  {name:<24} {r['median_ms']:9.2f} ms  (correct: {r['correct']})", flush=True)
+        if have_torch:
+            print(f"dlkit.hessian / torch vectorize=True = "
+                  f"{times['dlkit.hessian'] / times['torch vectorize=True']:.2f}x (target <= 2)")
     elif args.memory:
         widths, batch = CONFIGS[4]
         names = ["numpy", "dlkit", "dlkit fused", "dlkit fused retain"] + \
