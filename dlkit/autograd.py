@@ -296,8 +296,9 @@ class Tensor:
         ``retain_graph=False`` (and no ``create_graph``) frees the graph: every tensor of it
         forgets its inputs, so the activations it kept alive can go (``fit`` does this; the
         instructor edition frees each tensor as soon as its VJP has run, and drops every
-        intermediate gradient once consumed); another backward through it then raises.  The default keeps the graph, so that
-        calling ``backward`` twice accumulates twice (PyTorch frees by default).
+        intermediate gradient once consumed); another backward through it then raises.  The
+        default keeps the graph, so that calling ``backward`` twice accumulates twice (PyTorch
+        frees by default).
         """
         if not self._requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: no input of "
