@@ -777,6 +777,20 @@ def _b_maximum(op, G, node):
                 lambda: _bsum(G * (1 - wins.astype(G.dtype)), b.shape))
 
 
+def _b_stack(op, G, node):
+    lead = (slice(None),) * (op.axis + 1)
+    return tuple(G[lead + (i,)] for i in range(len(node.inputs)))
+
+
+def _b_concatenate(op, G, node):
+    lead, start, out = (slice(None),) * (op.axis + 1), 0, []
+    for x in node.inputs:
+        stop = start + x.shape[op.axis]
+        out.append(G[lead + (slice(start, stop),)])
+        start = stop
+    return tuple(out)
+
+
 def _node(node):
     return node._array
 
@@ -816,6 +830,8 @@ _BATCHED = {
     Max: _b_max,
     Where: _b_where,
     Maximum: _b_maximum,
+    Stack: _b_stack,
+    Concatenate: _b_concatenate,
 }
 #: the gradient method each rule stands for: a rule applies only while it is still the op's own
 _BATCHED_FOR = {cls: cls.gradient for cls in _BATCHED}

@@ -300,6 +300,8 @@ def _many_ops(x):
     r = r + (ops.softmax(z.T, axis=1) * h.T).sum() + z.max(axis=1).sum()
     r = r + ops.maximum(x, 0.2 * x).sum() + ops.where(x > 0, x * x, -x).sum()
     r = r + x.reshape(3, 2)[1:, :].sum() * x[0, 0] - (-x.broadcast_to((4, 2, 3))).mean(axis=(0, 2)).sum()
+    r = r + (ops.stack([x[0], x[1] * x[0]], axis=1) ** 2).sum()
+    r = r + (ops.concatenate([x, x * x], axis=1) * ops.concatenate([x, x], axis=1)).sum()
     return r + (x ** 2).sum(axis=0, keepdims=True).sum()
 
 
