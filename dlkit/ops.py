@@ -185,9 +185,7 @@ class ReLU(Op):
 
     @graded("01_autodiff_backprop", "relu_gradient")
     def gradient(self, out_grad, node):
-        # where, not out_grad * mask: the product would first convert the bool mask to a float
-        # array as large as out_grad
-        return (where(node.inputs[0] > 0, out_grad, 0.0),)
+        return (out_grad * (node.inputs[0] > 0),)
 
 
 class Tanh(Op):
@@ -253,7 +251,25 @@ def rsub(a: Tensor, b: Tensor | Scalar) -> Tensor:
 def mul(a: Tensor, b: Tensor | Scalar) -> Tensor:
     if is_scalar(b):
         return MulScalar(_py_scalar(b))(a)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        masked = _bool_mask_product(a, b)
+        if masked is not None:
+            return masked
     return Mul()(*_binary(a, b, "multiply (*)"))
+
+
+def _bool_mask_product(a: Tensor, b: Tensor) -> Tensor | None:
+    """A float tensor times a bool mask (ReLU's VJP ``G * (a > 0)``) on the numpy backend: numpy
+    multiplies the two dtypes directly, so the mask is not first converted into a float array as
+    large as the product (same values: the mask's True / False are 1.0 / 0.0)."""
+    fa, fb = a._array.dtype, b._array.dtype
+    if not ((fa in FLOAT_DTYPES and fb == np.bool_) or (fb in FLOAT_DTYPES and fa == np.bool_)):
+        return None
+    if a._backend is not b._backend or a._backend.name != "numpy":
+        return None
+    if a.shape != b.shape:
+        broadcast_shapes(a.shape, b.shape, what="multiply (*)")
+    return Mul()(a, b)
 
 
 def div(a: Tensor, b: Tensor | Scalar) -> Tensor:

@@ -179,7 +179,8 @@ def test_second_derivatives_through_linear():
 
 
 def test_relu_vjp_makes_no_float_mask():
-    """ReLU's gradient is the output and a bool mask, not also a float copy of the mask."""
+    """ReLU's gradient G * (a > 0) allocates its result and a bool mask, not also a float copy
+    of the mask (a float tensor times a bool tensor multiplies the two dtypes directly)."""
     a = dlkit.tensor(np.random.default_rng(3).standard_normal((256, 256)), requires_grad=True)
     y = ops.relu(a)
     g = dlkit.tensor(np.ones((256, 256)))
@@ -192,8 +193,25 @@ def test_relu_vjp_makes_no_float_mask():
     finally:
         tracemalloc.stop()
     nbytes = 256 * 256 * 4
-    assert peak < nbytes + nbytes // 4 + 16384      # the result and the bool mask, not 2 floats
+    # the result, the bool mask and numpy's casting buffer (8192 elements), not a float mask
+    assert peak < nbytes + nbytes // 4 + 65536
     np.testing.assert_array_equal(ga.numpy(), (a.numpy() > 0).astype(np.float32))
+
+
+def test_float_times_bool_mask_keeps_the_float_dtype_and_gradients():
+    x = t64([[-1.0, 2.0], [3.0, -4.0]], requires_grad=True)
+    mask = x > 0
+    for y in (x * mask, mask * x):
+        assert y.dtype == np.float64
+        np.testing.assert_array_equal(y.numpy(), [[0.0, 2.0], [3.0, 0.0]])
+    (g,) = dlkit.grad((x * mask * x).sum(), [x], create_graph=True)
+    np.testing.assert_array_equal(g.numpy(), [[0.0, 4.0], [6.0, 0.0]])
+    (h,) = dlkit.grad(g.sum(), [x])
+    np.testing.assert_array_equal(h.numpy(), [[0.0, 2.0], [2.0, 0.0]])
+    row = dlkit.tensor([True, False], dtype="bool")
+    np.testing.assert_array_equal((x * row).numpy(), [[-1.0, 0.0], [3.0, 0.0]])
+    with pytest.raises(ValueError):
+        x * dlkit.tensor([True, False, True], dtype="bool")
 
 
 def _mlp_step_peak(retain: bool) -> int:
