@@ -52,8 +52,8 @@ Each check has two budgets covering all its sandbox calls: CPU time of the stude
 (``timeout=5``, the default; it stops code that sleeps or blocks).  CPU time is measured on the
 sandbox's process tree, so an honest answer gets the same budget on an idle or a loaded grader,
 and an infinite loop costs about 1 s instead of 5.  When either is exceeded the call raises
-:class:`StudentTimeout`.  A function that already ran out of time in an earlier check of the
-same submission gets short budgets in later checks (0.2 s of CPU, ``max(0.5 s, timeout / 10)`` of
+:class:`StudentTimeout`.  A function that already ran out of time, or killed its worker (exit,
+signal, memory), in an earlier check of the same submission gets short budgets in later checks (0.2 s of CPU, ``max(0.5 s, timeout / 10)`` of
 wall time), so one infinite loop costs one full budget.  A worker that dies (exit, signal,
 memory) raises :class:`StudentCrash`; the next check gets a fresh worker.
 """

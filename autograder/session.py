@@ -101,7 +101,7 @@ class Submission:
         self.load_failures: dict[str, str] = {}    # cell -> why its definition killed the worker
         self.isolation: dict[str, Any] = {}
         self.workers_started = 0
-        self.timed_out: set[str] = set()             # functions that exceeded a check's budget
+        self.timed_out: set[str] = set()   # cells whose code ran out of time or killed the worker
 
     # ---- static facts
     def defined_names(self) -> list[str]:
@@ -192,8 +192,8 @@ class Submission:
         sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
         budget, cpu = clock.left(), clock.cpu_left()
         if self.timed_out.intersection(cells):
-            # That code already ran out of time in an earlier check: short budgets, so that
-            # one infinite loop does not cost the full budget of every check calling it.
+            # That code already ran out of time (or killed the worker) in an earlier check: short
+            # budgets, so one infinite loop or memory bomb does not cost every check the full one.
             budget = min(budget, max(0.5, api.RERUN_WALL_FRACTION * clock.timeout))
             cpu = min(cpu, api.RERUN_CPU)
         t0 = time.monotonic()
@@ -213,7 +213,7 @@ class Submission:
                 limit = f"{cpu:g} s of CPU time" if exc.cpu else f"{budget:g} s"
                 raise api.StudentTimeout(
                     f"{what} did not finish within the {limit} it gets after running out of time "
-                    "in an earlier check") from None
+                    "or crashing in an earlier check") from None
             if exc.cpu:
                 raise api.StudentTimeout(
                     f"{what} used up this check's {clock.cpu:g} s of CPU time "
@@ -224,6 +224,7 @@ class Submission:
         except WorkerCrashed as exc:
             tail = sandbox.output_tail()[-600:]
             self.discard_sandbox()
+            self.timed_out.update(cells)
             msg = (f"{what} crashed the process running your code: {exc}. Common causes: "
                    "sys.exit()/os._exit()/quit(), using more than "
                    f"{self.limits.memory_mb} MB of memory, creating processes, or printing/writing "

@@ -448,6 +448,27 @@ def test_cpu_budget_stops_a_loop_early_and_spares_code_that_waits() -> None:
         sub.close()
 
 
+def test_function_that_killed_its_worker_gets_short_budgets_later() -> None:
+    """A memory bomb or exit costs one crash, not one per check: later checks of that function get
+    0.2 s of CPU (a quick answer on another input still passes)."""
+    cells = {"boom": "import os\ndef boom(n):\n    if n:\n        os._exit(3)\n    s = 0\n"
+                     "    for i in range(10 ** 8):\n        s += i\n    return s\n",
+             "fine": "import os\ndef fine(n):\n    if n:\n        os._exit(3)\n    return 7\n"}
+    sub = Submission(cells, None, Limits())
+    info = api.CheckInfo("f", 1.0, api.DEFAULT_TIMEOUT, api.DEFAULT_CPU)
+    try:
+        if tree_cpu_seconds(os.getpid()) is None:
+            pytest.skip("/proc cannot tell CPU time here")
+        for name in ("boom", "fine"):
+            with pytest.raises(api.StudentCrash):
+                StudentProxy(sub, info).call(name, 1)
+        with pytest.raises(api.StudentTimeout, match="0.2 s of CPU time it gets after running out of time or crashing"):
+            StudentProxy(sub, info).call("boom", 0)
+        assert StudentProxy(sub, info).call("fine", 0) == 7
+    finally:
+        sub.close()
+
+
 def test_cpu_budget_is_the_same_on_a_loaded_grader() -> None:
     """An honest function using ~0.3 s of CPU passes a 0.6 s CPU budget while three CPU hogs
     compete for the cores (its wall time then exceeds 0.6 s): the same answer, the same grade."""
