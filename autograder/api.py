@@ -47,10 +47,14 @@ in the same state, so the trusted side can replay the same draws with its own co
 ever pickled; anything else is refused (:class:`StudentError` for a return value the student
 produced, ``TypeError`` for an argument the check produced).
 
-Each check has a wall-clock budget (``@check(..., timeout=5)``, the default) covering all its
-sandbox calls; when it is exceeded the call raises :class:`StudentTimeout`.  A function that
-already timed out in an earlier check of the same submission gets a short budget
-(``max(0.5 s, timeout / 10)``) in later checks, so one infinite loop costs one full timeout.  A worker that dies (exit, signal,
+Each check has two budgets covering all its sandbox calls: CPU time of the student's code
+(``@check(..., cpu=1)``, the default; a check declaring ``timeout=T`` gets T) and wall-clock time
+(``timeout=5``, the default; it stops code that sleeps or blocks).  CPU time is measured on the
+sandbox's process tree, so an honest answer gets the same budget on an idle or a loaded grader,
+and an infinite loop costs about 1 s instead of 5.  When either is exceeded the call raises
+:class:`StudentTimeout`.  A function that already ran out of time, or killed its worker (exit,
+signal, memory), in an earlier check of the same submission gets short budgets in later checks (0.2 s of CPU, ``max(0.5 s, timeout / 10)`` of
+wall time), so one infinite loop costs one full budget.  A worker that dies (exit, signal,
 memory) raises :class:`StudentCrash`; the next check gets a fresh worker.
 """
 from __future__ import annotations
@@ -65,12 +69,21 @@ __all__ = [
     "load_reference",
     "check", "CheckInfo", "check_info", "CheckFailure", "StudentError", "StudentTimeout",
     "StudentCrash", "Student", "fail", "expect_array", "expect_scalar", "diagnose",
-    "DEFAULT_TIMEOUT", "call_pure", "expect_float64", "known_mistake",
+    "DEFAULT_TIMEOUT", "DEFAULT_CPU", "call_pure", "expect_float64", "known_mistake",
 ]
 
 #: Default wall-clock budget (seconds) of one check's sandbox calls (graded functions on small
 #: inputs take milliseconds; declare more with ``@check(..., timeout=...)`` for training loops).
 DEFAULT_TIMEOUT = 5.0
+#: Default CPU-time budget (seconds) of one check's sandbox calls when the check declares no
+#: ``timeout``: the reference solutions use at most ~45 ms per check on the CI machine (under
+#: load), so 1 s is over 20x that, and, being CPU time, the same on an idle or a loaded grader.
+#: A check declaring ``timeout=T`` gets T of CPU time too unless it declares ``cpu=``.
+DEFAULT_CPU = 1.0
+#: Budgets of a function that already ran out of time in an earlier check of the same
+#: submission: CPU seconds, and wall seconds as a fraction of the check's (at least 0.5 s).
+RERUN_CPU = 0.2
+RERUN_WALL_FRACTION = 0.1
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,26 +121,37 @@ class CheckInfo:
     function: str       # graded name from notebooks/GRADED.md, e.g. "matmul_vjp"
     points: float       # points this check is worth
     timeout: float      # wall-clock budget (s) of all sandbox calls made by this check
+    cpu: float = DEFAULT_CPU   # CPU-time budget (s) of the student's code over those calls
 
 
 _ATTR = "__autograder_check__"
 
 
-def check(function: str, points: float, *, timeout: float = DEFAULT_TIMEOUT) -> Callable[[F], F]:
+def check(function: str, points: float, *, timeout: float | None = None,
+          cpu: float | None = None) -> Callable[[F], F]:
     """Declare a pytest test as a hidden check of graded ``function`` worth ``points``.
 
-    The information is stored on the test function itself (no global registry), so a check
-    module may be imported any number of times.
+    ``timeout``: wall-clock seconds for all the check's sandbox calls (default
+    :data:`DEFAULT_TIMEOUT`); ``cpu``: CPU seconds the student's code may use over them (default
+    :data:`DEFAULT_CPU`, or ``timeout`` when the check declares one).  The information is stored
+    on the test function itself (no global registry), so a check module may be imported any
+    number of times.
     """
+    if cpu is None:
+        cpu = DEFAULT_CPU if timeout is None else timeout
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT
     if not isinstance(function, str) or not function.isidentifier():
         raise ValueError(f"@check: function must be a graded name (an identifier), got {function!r}")
     if isinstance(points, bool) or not isinstance(points, (int, float)) or not points > 0:
         raise ValueError(f"@check({function!r}): points must be a positive number, got {points!r}")
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValueError(f"@check({function!r}): timeout must be a positive number of seconds")
+    if isinstance(cpu, bool) or not isinstance(cpu, (int, float)) or not cpu > 0:
+        raise ValueError(f"@check({function!r}): cpu must be a positive number of seconds")
 
     def mark(fn: F) -> F:
-        setattr(fn, _ATTR, CheckInfo(function, float(points), float(timeout)))
+        setattr(fn, _ATTR, CheckInfo(function, float(points), float(timeout), float(min(cpu, timeout))))
         return fn
 
     return mark

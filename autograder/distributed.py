@@ -35,9 +35,13 @@ Exactly once:
 
 Worker loss: when a worker dies while grading, the scheduler runs the task again on another
 worker.  A task that keeps killing its workers (Dask's ``distributed.scheduler.allowed-failures``,
-default 3, i.e. 4 deaths) ends with ``KilledWorker``: that submission alone is reported as NOT
+default 3, i.e. 4 deaths) ends with ``KilledWorker``.  Dask counts a death against every task the
+worker held, so an honest submission queued behind a killer can end the same way: local clusters
+therefore run with ``worker-saturation`` 1.0 (a worker holds only the task it runs), and every
+task that ended with ``KilledWorker`` is graded AGAIN at the end of the batch, one at a time with
+nothing else in flight.  Only a submission that kills its workers again then is reported as NOT
 GRADED with the reason (and ``.dlkit-autograde-failed.json`` beside where its results would be);
-nothing is recorded, the batch goes on, and a rerun tries it again.
+nothing is recorded for it, the batch goes on, and a rerun tries it again.
 
 Isolation: before grading, every worker starts one sandbox and reports the isolation it achieved
 (the batch prints one line per worker).  A worker whose sandbox is weaker than a private root with
@@ -69,7 +73,7 @@ from typing import Any, Iterator
 from .harness import HARNESS_VERSION, MAX_NOTEBOOK_BYTES, HarnessError, build_student_edition, grade
 
 __all__ = ["DaskEngine", "parse_scheduler", "task_key", "ISOLATION_RANK", "STRONG", "grade_task",
-           "probe_isolation", "DIE_HOOK_ENV", "WEAK_HOOK_ENV"]
+           "probe_isolation", "DIE_HOOK_ENV", "DIE_ONCE_HOOK_ENV", "WEAK_HOOK_ENV"]
 
 #: Isolation modes (``results["sandbox"]["isolation"]``) by strength.
 ISOLATION_RANK = {"none": 0, "landlock": 1, "bwrap": 2, "namespaces(root)": 2}
@@ -79,6 +83,9 @@ STRONG = 2
 MAX_CHECKS_BYTES = 32 * 1024 * 1024
 #: Test hook (read on the WORKER): a task grading this student makes its worker process exit.
 DIE_HOOK_ENV = "DLKIT_DASK_TEST_DIE_ON"
+#: Test hook (read on the WORKER): ``student=PATH``: the first task grading this student makes its
+#: worker exit (and creates PATH); later ones grade normally (a bystander of a worker's death).
+DIE_ONCE_HOOK_ENV = "DLKIT_DASK_TEST_DIE_ONCE"
 #: Test hook (read on the WORKER): report this isolation from the probe (a weak worker, for tests).
 WEAK_HOOK_ENV = "DLKIT_DASK_TEST_PROBE_REPORTS"
 
@@ -219,6 +226,10 @@ def grade_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Grade one submission on this worker: ``{"results": ..., "grader": ...}`` or ``{"error": ...}``."""
     if spec["student"] == os.environ.get(DIE_HOOK_ENV):
         os._exit(17)
+    once = os.environ.get(DIE_ONCE_HOOK_ENV, "").partition("=")
+    if once[1] and spec["student"] == once[0] and not os.path.exists(once[2]):
+        Path(once[2]).touch()
+        os._exit(17)
     if spec["harness_version"] != HARNESS_VERSION:
         return {"error": f"worker {_worker_name()} runs harness version {HARNESS_VERSION}, the batch "
                          f"{spec['harness_version']}: install the same kit on every grading host"}
@@ -273,6 +284,10 @@ class DaskEngine:
         address, n = parse_scheduler(scheduler)
         self.cluster = None
         if address is None:
+            import dask
+            # each worker holds only the task it runs: a submission that kills its worker then
+            # takes down no other submission queued there (see the module docstring)
+            dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
             self.cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address=None, silence_logs=40)
@@ -290,8 +305,10 @@ class DaskEngine:
                      # the course's sandbox budgets (nbgrader_config.py), read here, on the TA's side
                      "limits": _limits_of(course)}
         self.checks_fp = checks_fp
-        self.pending: dict[Any, tuple[Any, str, str]] = {}    # future -> (job, journal key, path)
+        self.pending: dict[Any, tuple[Any, str, str, Path]] = {}   # future -> (job, journal key, path, within)
         self.queue: list[tuple[Any, str, Path]] = []
+        self.suspects: list[tuple[Any, str, Path, str]] = []    # ended with KilledWorker: retried alone
+        self.alone = False                                    # retrying suspects, one at a time
         self.graders: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}          # worker address -> submissions it graded
         try:
@@ -342,7 +359,7 @@ class DaskEngine:
 
     def _fill(self) -> None:
         from . import safefile
-        while self.queue and len(self.pending) < self.window:
+        while self.queue and len(self.pending) < (1 if self.alone else self.window):
             job, key, within = self.queue.pop(0)
             path = str(job.notebook or job.submitted_dir)
             problem, data = job.problem, b""
@@ -358,8 +375,8 @@ class DaskEngine:
             content = hashlib.sha256(data if problem is None else problem.encode("utf-8", "backslashreplace"))
             spec = dict(self.base, student=job.student, name=Path(path).name, notebook=data, problem=problem)
             dkey = task_key(self.assignment, job.student, content.hexdigest(), self.checks_fp)
-            fut = self.client.submit(grade_task, spec, key=dkey, retries=0)
-            self.pending[fut] = (job, key, path)
+            fut = self.client.submit(grade_task, spec, key=dkey + ("-alone" if self.alone else ""), retries=0)
+            self.pending[fut] = (job, key, path, within)
             self.ac.add(fut)
 
     def results(self, within: Path) -> Iterator[tuple[Any, str, dict | None, str | None]]:
@@ -368,18 +385,29 @@ class DaskEngine:
         import json
         from .batch import FAILED
         from .feedback import atomic_write
-        while self.pending or self.queue or self.ready:
+        while self.pending or self.queue or self.ready or self.suspects:
+            if not (self.pending or self.queue or self.ready):
+                # Every other task is done: the submissions whose workers died are graded again,
+                # ONE AT A TIME, so a bystander that shared a dying worker (or the scheduler's
+                # count of deaths) with a killer is graded, and only a real killer fails.
+                self.alone = True
+                self.queue.extend((job, key, within) for job, key, within, _ in self.suspects)
+                self.suspects.clear()
             self._fill()
             if self.ready:
                 yield self.ready.pop(0)
                 continue
             fut = next(self.ac)
-            job, key, path = self.pending.pop(fut)
+            job, key, path, within = self.pending.pop(fut)
             self._fill()                          # keep the workers busy while this one is recorded
             results = error = None
             try:
                 out = fut.result()
             except self.KilledWorker as exc:
+                if not self.alone:
+                    self.suspects.append((job, key, within, str(exc)))
+                    fut.release()
+                    continue
                 error = ("the workers grading this submission died more often than the cluster allows "
                          "(Dask's distributed.scheduler.allowed-failures): not graded, nothing recorded; "
                          f"a rerun tries again ({type(exc).__name__}: {exc})")

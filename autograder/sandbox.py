@@ -142,7 +142,39 @@ class WorkerCrashed(SandboxError):
 
 
 class WorkerTimeout(SandboxError):
-    """The worker did not answer before the deadline (it has been killed)."""
+    """The worker did not answer before the deadline, or used up its CPU budget (``cpu`` True);
+    it has been killed."""
+
+    def __init__(self, message: str, cpu: bool = False) -> None:
+        super().__init__(message)
+        self.cpu = cpu
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: How often a request with a CPU budget looks at the worker's CPU time (seconds).
+CPU_POLL_S = 0.02
+
+
+def tree_cpu_seconds(root: int) -> float | None:
+    """CPU seconds (user + system, including reaped children) of process ``root`` and all its
+    live descendants, from /proc; None where /proc cannot tell (then only wall clocks apply)."""
+    total, todo, seen = 0.0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / _TICK     # utime stime cutime cstime
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError, IndexError):
+            if pid == root:
+                return None
+    return total
 
 
 def toolchain_dirs() -> list[str]:
@@ -405,6 +437,7 @@ class Sandbox:
         self._uid: int | None = None
         self._to_worker = self._from_worker = -1
         self._seq = 0
+        self.last_cpu: float | None = None     # CPU seconds of the last request (None: unmeasurable)
         self._launch_mode = ""
         self.ready = False
         self.ready_at: float | None = None    # time.monotonic() when the worker reported ready
@@ -679,14 +712,22 @@ class Sandbox:
                 raise WorkerCrashed("the worker closed its input") from None
             view = view[n:]
 
-    def _read_exact(self, n: int, deadline: float) -> bytes:
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the worker's process tree has used so far (None: not measurable here)."""
+        return None if self.proc is None else tree_cpu_seconds(self.proc.pid)
+
+    def _read_exact(self, n: int, deadline: float, cpu_limit: float | None = None) -> bytes:
+        """``cpu_limit``: the worker's :meth:`cpu_seconds` at which waiting stops (a CPU budget)."""
         chunks, got = [], 0
         while got < n:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkerTimeout("timed out waiting for the worker")
-            ready, _, _ = select.select([self._from_worker], [], [], remaining)
+            wait = remaining if cpu_limit is None else min(remaining, CPU_POLL_S)
+            ready, _, _ = select.select([self._from_worker], [], [], wait)
             if not ready:
+                if cpu_limit is not None and (self.cpu_seconds() or 0.0) >= cpu_limit:
+                    raise WorkerTimeout("the worker used up its CPU time", cpu=True)
                 continue
             try:
                 chunk = os.read(self._from_worker, min(n - got, 1 << 20))
@@ -698,8 +739,8 @@ class Sandbox:
             got += len(chunk)
         return b"".join(chunks)
 
-    def _read_frame(self, deadline: float) -> tuple[dict, list[bytes]]:
-        (n,) = struct.unpack(">I", self._read_exact(4, deadline))
+    def _read_frame(self, deadline: float, cpu_limit: float | None = None) -> tuple[dict, list[bytes]]:
+        (n,) = struct.unpack(">I", self._read_exact(4, deadline, cpu_limit))
         if n > wire.MAX_JSON_BYTES:
             raise WorkerCrashed(f"the worker sent an oversized message ({n} bytes)")
         try:
@@ -709,8 +750,12 @@ class Sandbox:
             raise WorkerCrashed(f"the worker sent an invalid message: {exc}") from None
         return header, [self._read_exact(s, deadline) for s in sizes]
 
-    def request(self, message: dict, blobs: list[bytes], deadline: float) -> tuple[dict, list[bytes]]:
-        """Send one request and wait (until ``deadline``, a ``time.monotonic()`` value) for its reply.
+    def request(self, message: dict, blobs: list[bytes], deadline: float,
+                cpu_budget: float | None = None) -> tuple[dict, list[bytes]]:
+        """Send one request and wait (until ``deadline``, a ``time.monotonic()`` value) for its reply;
+        with ``cpu_budget``, also until the worker's process tree has used that many CPU seconds
+        on this request (measured from /proc every :data:`CPU_POLL_S`; unmeasurable: wall only).
+        :attr:`last_cpu` holds the CPU seconds the request used (None: unmeasurable).
 
         On a timeout or a crash the worker is killed and :class:`WorkerTimeout` /
         :class:`WorkerCrashed` is raised; the sandbox must then be closed and a new one started.
@@ -723,13 +768,17 @@ class Sandbox:
         header = dict(message, seq=self._seq)
         header["_blobs"] = [len(b) for b in blobs]
         data = json.dumps(header, allow_nan=True, separators=(",", ":")).encode("utf-8")
+        cpu0 = self.cpu_seconds()
+        self.last_cpu = None
         try:
             self._write_all(b"".join([struct.pack(">I", len(data)), data, *blobs]), deadline)
-            reply, out = self._read_frame(deadline)
+            reply, out = self._read_frame(deadline, None if cpu_budget is None or cpu0 is None
+                                          else cpu0 + cpu_budget)
             if reply.get("seq") != self._seq:
                 raise WorkerCrashed("the worker answered out of turn")
             return reply, out
         except WorkerTimeout:
+            self._note_cpu(cpu0)
             self.kill()
             raise
         except WorkerCrashed as exc:
@@ -742,6 +791,13 @@ class Sandbox:
                 pass
             self.kill()
             raise WorkerCrashed(f"{self.exit_description()} ({exc})") from None
+        finally:
+            if self.last_cpu is None:
+                self._note_cpu(cpu0)
+
+    def _note_cpu(self, cpu0: float | None) -> None:
+        cpu1 = None if cpu0 is None else self.cpu_seconds()
+        self.last_cpu = None if cpu1 is None else max(0.0, cpu1 - cpu0)
 
     # ---------------------------------------------------------------------------- end
     def exit_description(self) -> str:

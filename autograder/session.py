@@ -42,11 +42,21 @@ class _Clock:
     same correct answer gets the same budget in every run.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, cpu: float | None = None) -> None:
         self.timeout, self.used = float(timeout), 0.0
+        self.cpu = float(timeout if cpu is None else min(cpu, timeout))
+        self.cpu_used = 0.0
 
     def left(self) -> float:
         return self.timeout - self.used
+
+    def cpu_left(self) -> float:
+        return self.cpu - self.cpu_used
+
+    def limits_text(self) -> str:
+        if self.cpu < self.timeout:
+            return f"{self.cpu:g} s of CPU time ({self.timeout:g} s of wall-clock time)"
+        return f"{self.timeout:g} s"
 
 
 class Submission:
@@ -91,7 +101,7 @@ class Submission:
         self.load_failures: dict[str, str] = {}    # cell -> why its definition killed the worker
         self.isolation: dict[str, Any] = {}
         self.workers_started = 0
-        self.timed_out: set[str] = set()             # functions that exceeded a check's budget
+        self.timed_out: set[str] = set()   # cells whose code ran out of time or killed the worker
 
     # ---- static facts
     def defined_names(self) -> list[str]:
@@ -174,35 +184,47 @@ class Submission:
     def _request(self, message: dict, blobs: list[bytes], clock: _Clock,
                  what: str, cells: Any = ()) -> tuple[dict, list[bytes]]:
         """Send one request; ``cells``: the answer cells whose code the request runs."""
-        if clock.left() <= 0:
-            raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.timeout:g} s) is used up")
+        if clock.left() <= 0 or clock.cpu_left() <= 0:
+            raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.limits_text()}) is used up")
         if self.budget_left() <= 0:
             raise SubmissionBudgetExhausted(f"{what} was not run: the time budget of the whole "
                                             f"submission ({self.limits.submission_s:g} s) is used up")
         sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
-        budget = clock.left()
+        budget, cpu = clock.left(), clock.cpu_left()
         if self.timed_out.intersection(cells):
-            # That code already ran out of time in an earlier check: a short budget, so that
-            # one infinite loop does not cost the full timeout of every check calling it.
-            budget = min(budget, max(0.5, 0.1 * clock.timeout))
+            # That code already ran out of time (or killed the worker) in an earlier check: short
+            # budgets, so one infinite loop or memory bomb does not cost every check the full one.
+            budget = min(budget, max(0.5, api.RERUN_WALL_FRACTION * clock.timeout))
+            cpu = min(cpu, api.RERUN_CPU)
         t0 = time.monotonic()
         by_submission = self.t_end - t0 < budget
         deadline = t0 + min(budget, self.t_end - t0)
         try:
-            return sandbox.request(message, blobs, deadline)
-        except WorkerTimeout:
+            return sandbox.request(message, blobs, deadline, cpu_budget=cpu if cpu < budget else None)
+        except WorkerTimeout as exc:
             self.discard_sandbox()
-            if by_submission:
+            if by_submission and not exc.cpu:
                 raise SubmissionBudgetExhausted(
                     f"{what} did not finish before the time budget of the whole submission "
                     f"({self.limits.submission_s:g} s) ran out") from None
+            rerun = bool(self.timed_out.intersection(cells))
             self.timed_out.update(cells)
+            if rerun:
+                limit = f"{cpu:g} s of CPU time" if exc.cpu else f"{budget:g} s"
+                raise api.StudentTimeout(
+                    f"{what} did not finish within the {limit} it gets after running out of time "
+                    "or crashing in an earlier check") from None
+            if exc.cpu:
+                raise api.StudentTimeout(
+                    f"{what} used up this check's {clock.cpu:g} s of CPU time "
+                    "(an infinite loop, or far too slow code?)") from None
             raise api.StudentTimeout(
                 f"{what} did not finish within this check's time limit of {clock.timeout:g} s "
-                "(an infinite loop, or far too slow code?)") from None
+                "(an infinite loop, code that waits, or far too slow code?)") from None
         except WorkerCrashed as exc:
             tail = sandbox.output_tail()[-600:]
             self.discard_sandbox()
+            self.timed_out.update(cells)
             msg = (f"{what} crashed the process running your code: {exc}. Common causes: "
                    "sys.exit()/os._exit()/quit(), using more than "
                    f"{self.limits.memory_mb} MB of memory, creating processes, or printing/writing "
@@ -211,7 +233,9 @@ class Submission:
                 msg += "\nLast output:\n" + tail
             raise api.StudentCrash(msg) from None
         finally:
-            clock.used += time.monotonic() - t0
+            wall = time.monotonic() - t0
+            clock.used += wall
+            clock.cpu_used += wall if sandbox.last_cpu is None else sandbox.last_cpu
 
     def cell_message(self, gid: str) -> dict[str, Any]:
         """One cell of an ``exec`` request, with its imports policy (contract B)."""
@@ -219,10 +243,11 @@ class Submission:
         return {"gid": gid, "source": self.cells[gid].source, "policy": self.policy[gid],
                 "allowed_imports": None if allowed is None else list(allowed)}
 
-    def load(self, gids: list[str], timeout: float) -> None:
+    def load(self, gids: list[str], timeout: float, cpu: float | None = None) -> None:
         """Define ``gids`` (in order) in the worker; raise StudentError for a failing cell.
 
-        Each cell gets ``timeout`` seconds of its own (not taken from the calling check)."""
+        Each cell gets ``timeout`` seconds (``cpu`` of them CPU time) of its own (not taken
+        from the calling check)."""
         for gid in gids:
             cell = self.cells[gid]
             if gid in self.load_failures:
@@ -233,7 +258,7 @@ class Submission:
                 continue
             try:
                 reply, _ = self._request({"op": "exec", "cells": [self.cell_message(gid)]}, [],
-                                         _Clock(timeout), f"running your answer cell {gid!r}", [gid])
+                                         _Clock(timeout, cpu), f"running your answer cell {gid!r}", [gid])
             except SubmissionBudgetExhausted:
                 raise                          # not the cell's fault: nothing to remember
             except (api.StudentTimeout, api.StudentCrash) as exc:
@@ -278,7 +303,8 @@ class StudentProxy:
     def __init__(self, submission: Submission, info: api.CheckInfo | None) -> None:
         self._sub = submission
         self._timeout = info.timeout if info else api.DEFAULT_TIMEOUT
-        self._clock = _Clock(self._timeout)
+        self._cpu = info.cpu if info else api.DEFAULT_CPU
+        self._clock = _Clock(self._timeout, self._cpu)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         sub = self._sub
@@ -288,7 +314,7 @@ class StudentProxy:
                 f"your notebook does not define {name!r}: no answer cell with grade_id {name!r} was "
                 "found (did you delete the cell, copy it, or change its metadata?)")
         a, k, blobs = sub._encode_args(args, kwargs)
-        sub.load(sub.closure(roots), self._timeout)
+        sub.load(sub.closure(roots), self._timeout, self._cpu)
         reply, out = sub._request({"op": "call", "name": name, "args": a, "kwargs": k}, blobs,
                                   self._clock, f"{name}(...)", roots)
         return sub._decode_reply(reply, out, f"{name}(...)")
@@ -300,7 +326,7 @@ class StudentProxy:
         uses = set(uses) | {v for v in (*args, *kwargs.values()) if type(v) is str}
         roots = sorted({g for name in uses for g in sub.cells_defining(name)}, key=sub.order.index)
         a, k, blobs = sub._encode_args(args, kwargs)
-        sub.load(sub.closure(roots), self._timeout)
+        sub.load(sub.closure(roots), self._timeout, self._cpu)
         reply, out = sub._request({"op": "run", "source": driver_source, "entry": entry, "args": a,
                                    "kwargs": k}, blobs, self._clock,
                                   "your code (driven by the check)", roots)

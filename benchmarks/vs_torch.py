@@ -3,7 +3,8 @@
 One training step (forward + mean softmax cross-entropy + backward + Adam) of an MLP, float32:
 
 * ``numpy``        the same arithmetic written out by hand (``train_step.NumpyMLP``);
-* ``dlkit``        ``nn.MLP`` + ``optim.Adam`` (the readable Tensor-arithmetic step);
+* ``dlkit``        ``nn.MLP`` + ``optim.Adam`` (the readable Tensor-arithmetic step), with
+                   ``loss.backward(retain_graph=False)`` as ``fit`` does (torch frees by default);
 * ``dlkit fused``  the same with ``opt.fused = True`` (the backend's ``adam_step``);
 * ``torch``        ``torch.optim.Adam`` with its defaults (the foreach implementation on CPU);
 * ``torch fused``  ``torch.optim.Adam(fused=True)``.
@@ -18,9 +19,12 @@ processes, one after another, never two at once:
   torch alone), so that one library's idle worker threads never spin on the cores the other
   needs (torch beside numpy at 2 threads each slowed numpy's step from 10.4 to 18.5 ms).
 
-``--memory``: memory in flight during one step at batch 1024 (the peak above what lives between
-steps): tracemalloc for numpy / dlkit (numpy reports its buffers to tracemalloc), the profiler's
-allocation events for torch (``profile_memory=True``), each library in its own process.
+``--memory``: memory in flight during one warm step at batch 1024 (the peak of live bytes above
+what was live before the step), each variant in its own process, every allocation seen from a
+cold start: tracemalloc for numpy / dlkit (numpy reports its buffers to it), the profiler's
+allocation and free events for torch (``profile_memory=True``, started before the model is built);
+see ``_memory_child``.  ``dlkit fused retain`` is the same step with ``backward()``'s default
+``retain_graph=True``, which keeps every activation until the step ends.
 ``--hessian``: the Hessian of f(x) = ½xᵀPx + qᵀx, x ∈ R^100 (float64): ``dlkit.hessian`` against
 ``torch.autograd.functional.hessian`` with ``vectorize=True`` and ``False``.
 
@@ -78,14 +82,15 @@ def _steppers(names, widths, batch):
                 layers += [lin, nn.ReLU()]
             model = nn.Sequential(*layers[:-1])
             opt = optim.Adam(model.parameters(), lr=LR, betas=(BETA1, BETA2), eps=EPS)
-            opt.fused = name.endswith("fused")
+            opt.fused = "fused" in name
             loss_fn = nn.CrossEntropyLoss()
             Xt, yt = dlkit.tensor(X), dlkit.tensor(y, dtype="int64")
+            retain = name.endswith("retain")
 
-            def step(model=model, opt=opt, loss_fn=loss_fn, Xt=Xt, yt=yt):
+            def step(model=model, opt=opt, loss_fn=loss_fn, Xt=Xt, yt=yt, retain=retain):
                 loss = loss_fn(model(Xt), yt)
                 opt.zero_grad()
-                loss.backward()
+                loss.backward(retain_graph=retain)      # as fit does (torch frees by default)
                 opt.step()
                 return float(loss.item())
             out[name] = step
@@ -128,33 +133,57 @@ def _time_child(spec) -> dict:
 
 
 def _memory_child(spec) -> dict:
-    """Peak bytes allocated during one (warm) step above what was live before it."""
+    """Bytes in flight during one warm step: the peak of live bytes above those live before it.
+
+    Both sides see every allocation from a cold start, so every free is seen too:
+
+    * numpy / dlkit: tracemalloc (numpy reports each array's buffer to it), started before the
+      problem is built; Python objects (Tensor wrappers, dicts) count too, a few KiB;
+    * torch: the profiler with ``profile_memory=True``, started before the model is built (torch
+      imported, nothing allocated yet), kept on through the warm-up steps and the measured one.
+      Its CPU allocator reports each allocation and each free with its size; a block allocated
+      *before* profiling started would be freed invisibly (that is why a profile of one warm step
+      gave only a range), so starting cold leaves none. The running sum of those events is the
+      live torch heap; the measured step is delimited by a ``record_function`` range.
+
+    A steady step ends with as many bytes live as it started with: ``end_bytes`` (live after the
+    step minus live before it) is reported as a check that no free went unseen.
+    """
     name = spec["names"][0]
+    if name.startswith("torch"):
+        import torch
+        from torch.profiler import ProfilerActivity, profile, record_function
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step = _steppers([name], tuple(spec["widths"]), spec["batch"])[name]
+            for _ in range(3):
+                step()
+            with record_function("measured step"):
+                step()
+        events = prof.profiler.kineto_results.events()
+        mark = next(e for e in events if e.name() == "measured step")
+        t0, t1 = mark.start_ns(), mark.end_ns()
+        live = base = peak = 0
+        for e in sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns()):
+            if e.start_ns() >= t1:
+                break
+            if e.start_ns() < t0:
+                live += e.nbytes()
+                base = peak = live
+            else:
+                live += e.nbytes()
+                peak = max(peak, live)
+        return {"peak_bytes": peak - base, "end_bytes": live - base}
+    import tracemalloc
+    tracemalloc.start()
     step = _steppers([name], tuple(spec["widths"]), spec["batch"])[name]
     for _ in range(3):
         step()
-    if name.startswith("torch"):
-        import torch
-        from torch.profiler import ProfilerActivity, profile
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step()
-        # each op's own allocations minus frees, in start order; the profiler misses the frees of
-        # blocks allocated before it started (last step's .grad, dropped by zero_grad), so the
-        # running total ends above 0 by their size: peak is an upper bound, peak - end a lower one
-        live = peak = 0
-        for e in sorted(prof.events(), key=lambda e: e.time_range.start):
-            live += e.self_cpu_memory_usage
-            peak = max(peak, live)
-        return {"peak_bytes": peak, "peak_low_bytes": peak - max(live, 0)}
-    import tracemalloc
-    tracemalloc.start()
-    step()                                   # a step with tracing on, so the baseline is steady
     base = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
     step()
-    peak = tracemalloc.get_traced_memory()[1]
+    now, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"peak_bytes": peak - base}
+    return {"peak_bytes": peak - base, "end_bytes": now - base}
 
 
 def _hessian_child(spec) -> dict:
@@ -258,23 +287,29 @@ def main() -> int:
         print("torch not installed: dlkit and numpy only")
 
     if args.hessian:
+        times = {}
         for lib in ("dlkit",) + (("torch",) if have_torch else ()):
             res = _run_child({"kind": "hessian", "lib": lib, "n": 100, "repeats": 20}, args.threads)
             for name, r in res.items():
+                times[name] = r["median_ms"]
                 print(f"  {name:<24} {r['median_ms']:9.2f} ms  (correct: {r['correct']})", flush=True)
+        if have_torch:
+            print(f"dlkit.hessian / torch vectorize=True = "
+                  f"{times['dlkit.hessian'] / times['torch vectorize=True']:.2f}x (target <= 2)")
     elif args.memory:
         widths, batch = CONFIGS[4]
-        names = ["numpy", "dlkit", "dlkit fused"] + (["torch", "torch fused"] if have_torch else [])
+        names = ["numpy", "dlkit", "dlkit fused", "dlkit fused retain"] + \
+            (["torch", "torch fused"] if have_torch else [])
         peaks = {}
         for name in names:
             res = _run_child({"kind": "memory", "names": [name], "widths": widths, "batch": batch},
                              args.threads)
-            peaks[name] = res["peak_bytes"], res.get("peak_low_bytes", res["peak_bytes"])
-            low = f" (at least {peaks[name][1] / 2**20:.2f} MiB)" if peaks[name][1] != peaks[name][0] else ""
-            print(f"  {name:<12} memory in flight {res['peak_bytes'] / 2**20:8.2f} MiB{low}", flush=True)
+            peaks[name] = res["peak_bytes"]
+            print(f"  {name:<18} memory in flight {res['peak_bytes'] / 2**20:8.2f} MiB"
+                  f"  (live after - before the step: {res['end_bytes'] / 2**10:+.1f} KiB)", flush=True)
         if have_torch:
-            hi, lo = peaks["dlkit fused"][0] / peaks["torch fused"][0], peaks["dlkit fused"][0] / peaks["torch fused"][1]
-            print(f"dlkit fused / torch fused = {hi:.2f}x to {lo:.2f}x (target <= 2)")
+            print(f"dlkit fused / torch fused = {peaks['dlkit fused'] / peaks['torch fused']:.2f}x, "
+                  f"dlkit / torch = {peaks['dlkit'] / peaks['torch']:.2f}x (target <= 2)")
     else:
         picked = range(len(CONFIGS)) if args.configs == "all" else [int(i) for i in args.configs.split(",")]
         print(f"median ms per step over {args.repeats} interleaved repeats after {args.warmup} warm-up")

@@ -293,17 +293,27 @@ class Tensor:
         """Accumulate ∂self/∂leaf (contracted with ``out_grad``) into every leaf's ``.grad``.
 
         ``out_grad`` defaults to 1 for a scalar; a non-scalar output needs one of its shape.
-        ``retain_graph=False`` (and no ``create_graph``) frees the graph afterwards: every tensor
-        of it forgets its inputs, so the activations it kept alive can go at once (``fit`` does
-        this); another backward through it then raises.  The default keeps the graph, so that
-        calling ``backward`` twice accumulates twice (PyTorch frees by default).
+        ``retain_graph=False`` (and no ``create_graph``) frees the graph: every tensor of it
+        forgets its inputs, so the activations it kept alive can go (``fit`` does this; the
+        instructor edition frees each tensor as soon as its VJP has run, and drops every
+        intermediate gradient once consumed); another backward through it then raises.  The
+        default keeps the graph, so that calling ``backward`` twice accumulates twice (PyTorch
+        frees by default).
         """
         if not self._requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: no input of "
                                "its graph was created with requires_grad=True (or it was "
                                "computed under no_grad / from .detach())")
         seed = _seed_gradient(self, out_grad, "backward()")
-        grads = _checked(backward_sweep(self, seed, create_graph), "backward()")
+        free = not retain_graph and not create_graph
+        grads = None
+        # BEGIN WITHHELD: the instructor engine's lean sweep (the kit runs backward_sweep)
+        if _own_engine():
+            grads = _lean_sweep(self, seed, create_graph, free, _is_leaf, "backward()")
+            free = False                        # done during the sweep
+        # END WITHHELD
+        if grads is None:
+            grads = _checked(backward_sweep(self, seed, create_graph), "backward()")
         seen: set[int] = set()
         with set_grad_enabled(create_graph):
             for leaf, g in grads.items():
@@ -317,7 +327,7 @@ class Tensor:
                         g = Tensor._wrap(g._backend.copy(arr), g._backend)
                     seen.add(id(g._array))
                 leaf.grad = g if leaf.grad is None else leaf.grad + g
-        if not retain_graph and not create_graph:
+        if free:
             _free_graph(grads)
 
     # -- operators (implemented in ops.py) --------------------------------------------
@@ -484,6 +494,76 @@ def _free_graph(grads: dict[Tensor, Tensor]) -> None:
             node._op, node._inputs = FreedOp(node._op), ()
 
 
+def _is_leaf(t: Tensor) -> bool:
+    return t._op is None
+
+
+# BEGIN WITHHELD: the instructor engine's lean sweep is a backward_sweep (a graded piece)
+def _lean_sweep(output: Tensor, out_grad: Tensor, create_graph: bool, free: bool,
+                keep: Any, who: str = "backward()") -> dict[Tensor, Tensor]:
+    """``backward_sweep`` for callers that need only some gradients (``Tensor.backward``: the
+    leaves'; ``grad``: its inputs'): ``{tensor: gradient}`` for the tensors with ``keep(t)``.
+
+    Memory in flight is what the graded sweep's dict keeps alive: every tensor's gradient until
+    the sweep ends.  Here a tensor's gradient is dropped as soon as its op's VJP has consumed it,
+    and with ``free`` (``backward(retain_graph=False)``) the tensor is cut off its inputs at the
+    same moment (as :func:`_free_graph` does afterwards), so an activation that only the graph
+    held goes as soon as the last VJP that reads it has run, not after the whole sweep.  The
+    order list drops each tensor when it is reached.  Same VJPs, same order, same sums as
+    :func:`backward_sweep`, so the same values; a VJP result of the wrong shape is reported
+    naming its op.
+    """
+    order = topological_order(output)
+    grads = {output: out_grad}
+    kept: dict[Tensor, Tensor] = {}
+    with set_grad_enabled(create_graph):
+        for i in range(len(order) - 1, -1, -1):
+            node = order[i]
+            order[i] = None
+            g = grads.pop(node, None)
+            op = node._op
+            if g is None:
+                if free and op is not None:
+                    node._op, node._inputs = FreedOp(op), ()
+                continue
+            if keep(node):
+                kept[node] = g
+            if op is None:
+                continue
+            inputs = node._inputs
+            results = op.gradient(g, node)
+            if free:
+                node._op, node._inputs = FreedOp(op), ()
+            g = None
+            for x, gx in zip(inputs, results):
+                if gx is None or not x._requires_grad:
+                    continue
+                if not isinstance(gx, Tensor) or gx.shape != x.shape:
+                    raise _shape_error(who, x, gx, [type(op).__name__])
+                prev = grads.get(x)
+                grads[x] = gx if prev is None else prev + gx
+            inputs = results = gx = prev = None
+    return kept
+
+
+_OWN_ENGINE = (topological_order, backward_sweep)
+
+
+def _own_engine() -> bool:
+    """True while the engine's two pieces are the library's own (not replaced, e.g. by a test)."""
+    return (topological_order, backward_sweep) == _OWN_ENGINE
+# END WITHHELD
+
+
+def _shape_error(who: str, node: Tensor, g: Any, users: list[str]) -> RuntimeError:
+    made_by = f"made by {type(node._op).__name__}" if node._op else "a leaf"
+    got = f"shape {g.shape}" if isinstance(g, Tensor) else f"a {type(g).__name__}"
+    return RuntimeError(f"{who}: the gradient of a tensor of shape {node.shape} "
+                        f"({made_by}) is {got}; it comes from the gradient method of "
+                        f"{' / '.join(users) or 'an op'}, which must return one gradient "
+                        f"shaped like each input")
+
+
 def _checked(grads: Any, who: str) -> dict[Tensor, Tensor]:
     """The sweep's result, with a clear error where a gradient has the wrong shape or type."""
     if not isinstance(grads, dict):
@@ -491,14 +571,9 @@ def _checked(grads: Any, who: str) -> dict[Tensor, Tensor]:
                         f"expected a dict {{tensor: gradient}}")
     for node, g in grads.items():
         if not isinstance(g, Tensor) or g.shape != node.shape:
-            made_by = f"made by {type(node._op).__name__}" if node._op else "a leaf"
-            got = f"shape {g.shape}" if isinstance(g, Tensor) else f"a {type(g).__name__}"
             users = sorted({type(t._op).__name__ for t in grads
                             if t._op is not None and any(x is node for x in t._inputs)})
-            raise RuntimeError(f"{who}: the gradient of a tensor of shape {node.shape} "
-                               f"({made_by}) is {got}; it comes from the gradient method of "
-                               f"{' / '.join(users) or 'an op'}, which must return one gradient "
-                               f"shaped like each input")
+            raise _shape_error(who, node, g, users)
     return grads
 
 
@@ -537,7 +612,13 @@ def grad(outputs: "Tensor | Sequence[Tensor]", inputs: "Tensor | Sequence[Tensor
         if not y.requires_grad:
             continue
         seed = _seed_gradient(y, gy, f"grad() (output {k})")
-        grads = _checked(backward_sweep(y, seed, create_graph), "grad()")
+        grads = None
+        # BEGIN WITHHELD: the instructor engine's lean sweep (the kit runs backward_sweep)
+        if _own_engine():
+            grads = _lean_sweep(y, seed, create_graph, False, wanted.__contains__, "grad()")
+        # END WITHHELD
+        if grads is None:
+            grads = _checked(backward_sweep(y, seed, create_graph), "grad()")
         with set_grad_enabled(create_graph):
             for x in wanted:
                 g = grads.get(x)
@@ -561,8 +642,10 @@ def hessian(fn, x: Tensor) -> Tensor:
 
     Differentiates the gradient once per element of ``x`` (the vector-Jacobian product of the
     gradient with each basis vector: one backward sweep per row), so it is meant for small
-    problems such as Newton's method on a few parameters.  ``x`` must be a float tensor; it
-    need not require grad.
+    problems such as Newton's method on a few parameters.  The instructor edition does all rows
+    in one sweep, an out_grad with a leading batch axis, where every op of the gradient's graph
+    is one of dlkit's own (numpy backend); the values are the same.  ``x`` must be a float
+    tensor; it need not require grad.
     """
     x = Tensor._wrap(x._array, x._backend)
     x._requires_grad = True
@@ -572,8 +655,47 @@ def hessian(fn, x: Tensor) -> Tensor:
     (g,) = grad(y, [x], create_graph=True)
     n = math.prod(x.shape)
     basis = np.eye(n, dtype=x.dtype)
+    # BEGIN WITHHELD: one batched sweep when every op of the gradient's graph has a batched VJP
+    H = _batched_vjp(g, x, basis.reshape((n,) + g.shape))
+    if H is not None:
+        return Tensor(H.reshape(x.shape + x.shape), dtype=x.dtype, backend=x._backend)
+    # END WITHHELD
     rows = []
     for i in range(n):              # row i = the VJP of the gradient with the basis vector e_i
         (row,) = grad(g, [x], out_grad=basis[i].reshape(x.shape), allow_unused=True)
         rows.append(np.zeros(x.shape, x.dtype) if row is None else row.numpy())
     return Tensor(np.stack(rows).reshape(x.shape + x.shape), dtype=x.dtype, backend=x._backend)
+
+
+# BEGIN WITHHELD: a batched backward sweep (the library's own batched VJPs, see ops._BATCHED)
+def _batched_vjp(output: Tensor, x: Tensor, out_grads: np.ndarray) -> np.ndarray | None:
+    """∂⟨out_grads[k], output⟩/∂x for every k in one sweep, shape (B, *x.shape); None when an
+    op of the graph has no batched rule (a user's op, a replaced gradient method, another
+    backend), so the caller takes one sweep per row.  ``out_grads`` is (B, *output.shape)."""
+    if not _own_engine() or not output._requires_grad:
+        return None
+    rule_of = _ops()._batched_rule
+    order = topological_order(output)
+    rules = {}
+    for node in order:
+        if node._op is not None:
+            rule = rule_of(node._op)
+            if rule is None:
+                return None
+            rules[node] = rule
+    grads = {output: out_grads}
+    for node in reversed(order):
+        G = grads.pop(node, None)
+        if G is None:
+            continue
+        if node is x:
+            return np.array(G, dtype=x.dtype)
+        if node._op is None:
+            continue
+        for inp, gi in zip(node._inputs, rules[node](node._op, G, node)):
+            if gi is None or not inp._requires_grad:
+                continue
+            prev = grads.get(inp)
+            grads[inp] = gi if prev is None else prev + gi
+    return np.zeros((len(out_grads),) + x.shape, x.dtype)   # x does not reach the output
+# END WITHHELD

@@ -41,6 +41,9 @@ import numpy as np
 from . import init
 from ._graded import graded
 from .autograd import Tensor, no_grad, tensor
+# BEGIN WITHHELD: the fused Linear node
+from .ops import _affine
+# END WITHHELD
 
 __all__ = [
     "Parameter", "Module", "ModuleList", "ModuleDict", "Linear", "ReLU", "Tanh", "Sigmoid",
@@ -308,6 +311,9 @@ class Linear(Module):
             raise TypeError(f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
                             f"input dtype {x.dtype} differs from the weights' {self.weight.dtype}; "
                             f"convert with x.astype('{self.weight.dtype}')")
+        # BEGIN WITHHELD: the instructor Linear records one fused node (matmul + bias)
+        return _affine(x, self.weight, self.bias)
+        # END WITHHELD
         out = x @ self.weight
         return out + self.bias if self.bias is not None else out
 

@@ -251,7 +251,25 @@ def rsub(a: Tensor, b: Tensor | Scalar) -> Tensor:
 def mul(a: Tensor, b: Tensor | Scalar) -> Tensor:
     if is_scalar(b):
         return MulScalar(_py_scalar(b))(a)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        masked = _bool_mask_product(a, b)
+        if masked is not None:
+            return masked
     return Mul()(*_binary(a, b, "multiply (*)"))
+
+
+def _bool_mask_product(a: Tensor, b: Tensor) -> Tensor | None:
+    """A float tensor times a bool mask (ReLU's VJP ``G * (a > 0)``) on the numpy backend: numpy
+    multiplies the two dtypes directly, so the mask is not first converted into a float array as
+    large as the product (same values: the mask's True / False are 1.0 / 0.0)."""
+    fa, fb = a._array.dtype, b._array.dtype
+    if not ((fa in FLOAT_DTYPES and fb == np.bool_) or (fb in FLOAT_DTYPES and fa == np.bool_)):
+        return None
+    if a._backend is not b._backend or a._backend.name != "numpy":
+        return None
+    if a.shape != b.shape:
+        broadcast_shapes(a.shape, b.shape, what="multiply (*)")
+    return Mul()(a, b)
 
 
 def div(a: Tensor, b: Tensor | Scalar) -> Tensor:
@@ -370,6 +388,41 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
         drop = (out.ndim - 2,) * (a.ndim == 1) + (out.ndim - 1,) * (b.ndim == 1)
         return reshape(out, tuple(n for i, n in enumerate(out.shape) if i not in drop))
     return MatMul()(a, b)
+
+
+# BEGIN WITHHELD: the fused Linear node computes matmul_gradient and add_gradient's answers
+class _Affine(Op):
+    """X W + b in one node, X (m, n), W (n, k), b (k,) (or X W without b): what the instructor
+    ``nn.Linear`` records.  The bias is added in place into the product, so the unfused path's
+    (m, k) product never outlives the forward; the VJP is MatMul's and Add's, the bias gradient a
+    column sum: ∂/∂X = G Wᵀ, ∂/∂W = Xᵀ G, ∂/∂b = Σ_rows G (same values as the two-op graph)."""
+    def compute(self, x, w, b=None):
+        out = self.backend.matmul(x, w)
+        if b is None:
+            return out
+        if isinstance(out, np.ndarray) and out.flags.writeable and out.base is None:
+            return np.add(out, b, out=out)
+        return self.backend.add(out, b)
+
+    def gradient(self, g, node):
+        x, w = node.inputs[0], node.inputs[1]
+        dx = g @ transpose(w) if x.requires_grad else None
+        dw = transpose(x) @ g if w.requires_grad else None
+        if len(node.inputs) == 2:
+            return dx, dw
+        b = node.inputs[2]
+        return dx, dw, (summation(g, 0) if b.requires_grad else None)
+
+
+def _affine(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """``x @ w + b`` for a 2-D ``x`` whose dtype and width the caller (``nn.Linear``) checked:
+    one fused node; any other shape takes the two ops."""
+    if (x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0] or x.dtype != w.dtype
+            or (b is not None and (b.shape != (w.shape[1],) or b.dtype != w.dtype))):
+        out = x @ w
+        return out if b is None else out + b
+    return _Affine()(x, w) if b is None else _Affine()(x, w, b)
+# END WITHHELD
 
 
 # =========================================================================== reductions
@@ -648,3 +701,163 @@ def softmax_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     # of logsumexp, *, sum and mean that notebook 01 asks for)
     picked = (logits * one_hot(labels, logits.shape[1], logits.dtype)).sum(axis=1)
     return (logsumexp(logits, axis=1) - picked).mean()
+
+
+# BEGIN WITHHELD: batched VJPs (they compute the graded VJPs' answers, for many out_grads at once)
+# ``dlkit.hessian`` differentiates the gradient g(x) with every basis vector at once: one backward
+# sweep whose out_grad has a leading batch axis B (the rows of the identity).  Each rule maps the
+# batch G (B, *node.shape) of a library op to the batches (B, *input.shape) of its inputs (None
+# where an input needs no gradient), on host arrays, nothing recorded: the same formulas as the
+# op's VJP with the batch axis carried in front (broadcasting does that for elementwise ops,
+# numpy.matmul for matrix products; sums to an input's shape skip axis 0).  A graph with any
+# other op (a user's Op subclass, a replaced gradient method) takes the row-by-row path.
+def _bsum(G: np.ndarray, shape: Shape) -> np.ndarray:
+    """sum_to_shape for a batch: G (B, *s) -> (B, *shape), axis 0 kept."""
+    lead = G.ndim - 1 - len(shape)
+    if lead:
+        G = G.sum(axis=tuple(range(1, 1 + lead)))
+    stretched = tuple(i + 1 for i, n in enumerate(shape) if n == 1 and G.shape[i + 1] != 1)
+    if stretched:
+        G = G.sum(axis=stretched, keepdims=True)
+    return G
+
+
+def _swap(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def _two(node, da, db):
+    a, b = node.inputs
+    return (da() if a.requires_grad else None), (db() if b.requires_grad else None)
+
+
+def _b_matmul(op, G, node):
+    a, b = (t._array for t in node.inputs)
+    return _two(node, lambda: _bsum(np.matmul(G, _swap(b)), a.shape),
+                lambda: _bsum(np.matmul(_swap(a), G), b.shape))
+
+
+def _b_affine(op, G, node):
+    x, w = node.inputs[0]._array, node.inputs[1]._array
+    out = [np.matmul(G, w.T) if node.inputs[0].requires_grad else None,
+           np.matmul(x.T, G) if node.inputs[1].requires_grad else None]
+    if len(node.inputs) == 3:
+        out.append(G.sum(axis=1) if node.inputs[2].requires_grad else None)
+    return tuple(out)
+
+
+def _b_summation(op, G, node):
+    shape = node.inputs[0].shape
+    kept = G.reshape((G.shape[0],) + keepdims_shape(shape, op.axes))
+    return (np.broadcast_to(kept, (G.shape[0],) + shape),)
+
+
+def _b_transpose(op, G, node):
+    inverse = [0] * len(op.axes)
+    for i, ax in enumerate(op.axes):
+        inverse[ax] = i
+    return (G.transpose((0,) + tuple(i + 1 for i in inverse)),)
+
+
+def _b_getitem(op, G, node):
+    out = np.zeros((G.shape[0],) + node.inputs[0].shape, G.dtype)
+    out[(slice(None),) + op.index] = G
+    return (out,)
+
+
+def _b_logsumexp(op, G, node):
+    a = node.inputs[0]._array
+    kept = keepdims_shape(a.shape, (op.axis,))
+    return (G.reshape((G.shape[0],) + kept) * np.exp(a - node._array.reshape(kept)),)
+
+
+def _b_max(op, G, node):
+    a = node.inputs[0]._array
+    kshape = keepdims_shape(a.shape, op.axes)
+    mask = (a == node._array.reshape(kshape)).astype(a.dtype)
+    mask = mask / mask.sum(axis=op.axes, keepdims=True)
+    return (G.reshape((G.shape[0],) + kshape) * mask,)
+
+
+def _b_where(op, G, node):
+    cond, a, b = node.inputs
+    c = cond._array
+    return (None, _bsum(np.where(c, G, 0), a.shape) if a.requires_grad else None,
+            _bsum(np.where(c, 0, G), b.shape) if b.requires_grad else None)
+
+
+def _b_maximum(op, G, node):
+    a, b = (t._array for t in node.inputs)
+    wins = np.greater_equal(a, b)
+    return _two(node, lambda: _bsum(G * wins.astype(G.dtype), a.shape),
+                lambda: _bsum(G * (1 - wins.astype(G.dtype)), b.shape))
+
+
+def _b_stack(op, G, node):
+    lead = (slice(None),) * (op.axis + 1)
+    return tuple(G[lead + (i,)] for i in range(len(node.inputs)))
+
+
+def _b_concatenate(op, G, node):
+    lead, start, out = (slice(None),) * (op.axis + 1), 0, []
+    for x in node.inputs:
+        stop = start + x.shape[op.axis]
+        out.append(G[lead + (slice(start, stop),)])
+        start = stop
+    return tuple(out)
+
+
+def _node(node):
+    return node._array
+
+
+def _in(node, i=0):
+    return node.inputs[i]._array
+
+
+_BATCHED = {
+    Add: lambda op, G, n: _two(n, lambda: _bsum(G, n.inputs[0].shape), lambda: _bsum(G, n.inputs[1].shape)),
+    Sub: lambda op, G, n: _two(n, lambda: _bsum(G, n.inputs[0].shape), lambda: _bsum(-G, n.inputs[1].shape)),
+    Mul: lambda op, G, n: _two(n, lambda: _bsum(G * _in(n, 1), n.inputs[0].shape),
+                               lambda: _bsum(G * _in(n, 0), n.inputs[1].shape)),
+    Div: lambda op, G, n: _two(n, lambda: _bsum(G / _in(n, 1), n.inputs[0].shape),
+                               lambda: _bsum(-G * _in(n, 0) / (_in(n, 1) * _in(n, 1)), n.inputs[1].shape)),
+    AddScalar: lambda op, G, n: (G,),
+    MulScalar: lambda op, G, n: (G * op.c,),
+    PowerScalar: lambda op, G, n: (G * op.p * _in(n) ** (op.p - 1),),
+    Negate: lambda op, G, n: (-G,),
+    Exp: lambda op, G, n: (G * _node(n),),
+    Log: lambda op, G, n: (G / _in(n),),
+    ReLU: lambda op, G, n: (np.where(_in(n) > 0, G, 0),),
+    Tanh: lambda op, G, n: (G * (1.0 - _node(n) * _node(n)),),
+    Sigmoid: lambda op, G, n: (G * _node(n) * (1.0 - _node(n)),),
+    AsType: lambda op, G, n: (G.astype(n.inputs[0].dtype),),
+    MatMul: _b_matmul,
+    _Affine: _b_affine,
+    Summation: _b_summation,
+    Reshape: lambda op, G, n: (G.reshape((G.shape[0],) + n.inputs[0].shape),),
+    Transpose: _b_transpose,
+    BroadcastTo: lambda op, G, n: (_bsum(G, n.inputs[0].shape),),
+    GetItem: _b_getitem,
+    ScatterSlice: lambda op, G, n: (G[(slice(None),) + op.index],),
+    LogSumExp: _b_logsumexp,
+    LogSoftmax: lambda op, G, n: (G - np.exp(_node(n)) * G.sum(axis=op.axis + 1, keepdims=True),),
+    Softmax: lambda op, G, n: (_node(n) * (G - (G * _node(n)).sum(axis=op.axis + 1, keepdims=True)),),
+    Max: _b_max,
+    Where: _b_where,
+    Maximum: _b_maximum,
+    Stack: _b_stack,
+    Concatenate: _b_concatenate,
+}
+#: the gradient method each rule stands for: a rule applies only while it is still the op's own
+_BATCHED_FOR = {cls: cls.gradient for cls in _BATCHED}
+
+
+def _batched_rule(op: Op):
+    """The batched VJP of ``op``, or None (not a library op, or its gradient method replaced)."""
+    cls = type(op)
+    rule = _BATCHED.get(cls)
+    if rule is None or cls.gradient is not _BATCHED_FOR[cls] or op.backend.name != "numpy":
+        return None
+    return rule
+# END WITHHELD

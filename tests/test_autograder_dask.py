@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE / "adversarial"))
 import course  # noqa: E402
 from hostile import CASES, notebook_text  # noqa: E402
 
-from autograder.distributed import (DIE_HOOK_ENV, ISOLATION_RANK, STRONG, WEAK_HOOK_ENV,  # noqa: E402
+from autograder.distributed import (DIE_HOOK_ENV, DIE_ONCE_HOOK_ENV, ISOLATION_RANK, STRONG, WEAK_HOOK_ENV,  # noqa: E402
                                     _refusal, parse_scheduler, probe_isolation, task_key)
 from autograder.harness import HarnessError  # noqa: E402
 
@@ -224,6 +224,23 @@ def test_worker_killed_mid_batch(local_run: dict, tmp_path: Path) -> None:
     again = _batch(course_dir, checks_root, "--scheduler", "local:2", *_weak_flag())
     assert again.returncode == 0 and _graded(again.stderr) == 0, again.stderr[-3000:]
     assert _snapshot(course_dir)[0] == gradebook
+
+
+def test_bystander_of_a_dead_worker_is_graded_again_alone(tmp_path: Path) -> None:
+    """With no retries allowed, the one death of a worker ends its task with KilledWorker (as it
+    ends an honest task that shared a worker with a killer): the batch grades it again at the
+    end, alone, and records it; nothing is reported as failed."""
+    names = ("honest_a", "unlucky", "honest_b")
+    course_dir, checks_root = _make_course(tmp_path, names)
+    proc = _batch(course_dir, checks_root, "--scheduler", "local:2", *_weak_flag(),
+                  **{DIE_ONCE_HOOK_ENV: f"unlucky={tmp_path / 'died-once'}",
+                     "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / "died-once").exists(), "the hook did not fire"
+    assert _graded(proc.stderr) == 3 and "NOT GRADED" not in proc.stderr, proc.stderr[-3000:]
+    gradebook, results = _snapshot(course_dir)
+    assert set(gradebook) == set(results) == set(names)
+    assert results["unlucky"]["score"] == results["honest_a"]["score"] == results["honest_a"]["max_score"]
 
 
 def test_submission_that_kills_its_workers_fails_alone(tmp_path: Path) -> None:

@@ -165,6 +165,27 @@ def test_formgrader_copy_has_no_active_content() -> None:
     nbformat.validate(nbformat.reads(formgrader_copy(b"{ nope"), 4))
 
 
+def test_formgrader_copy_renders_each_distinct_markdown_cell_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The course's own markdown arrives unchanged in every submission: it is rendered once per
+    process, and the memo gives exactly what rendering anew gives (hostile cells included)."""
+    from autograder import sanitize
+    sanitize._sanitized_markdown.cache_clear()
+    data = json.dumps(xss_notebook()).encode()
+    fresh = formgrader_copy(data)
+    calls = []
+    real = sanitize._markdown_html
+    monkeypatch.setattr(sanitize, "_markdown_html", lambda s, a: calls.append(s) or real(s, a))
+    assert formgrader_copy(data) == fresh and calls == []
+    changed = xss_notebook()
+    md = next(c for c in changed["cells"] if c["cell_type"] == "markdown")
+    md["source"] = "<script>alert(1)</script> changed"
+    out = formgrader_copy(json.dumps(changed).encode())
+    assert calls == ["<script>alert(1)</script> changed"] and "<script>" not in out
+    sanitize._sanitized_markdown.cache_clear()
+    monkeypatch.setattr(sanitize, "_markdown_html", real)
+    assert formgrader_copy(data) == fresh
+
+
 def test_formgrader_copy_of_a_huge_notebook_renders_a_bounded_part() -> None:
     """100,000 tiny markdown cells (6 MB) or one 5 MB cell: rendering (the trusted process's
     work per copy) stops at a budget; the rest is shown as escaped text."""

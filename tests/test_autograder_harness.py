@@ -22,7 +22,7 @@ from autograder import api  # noqa: E402
 from autograder import wire  # noqa: E402
 from autograder.base import graded_names  # noqa: E402
 from autograder.cells import analyze_cell  # noqa: E402
-from autograder.sandbox import Limits, Sandbox, WorkerCrashed, WorkerTimeout  # noqa: E402
+from autograder.sandbox import Limits, Sandbox, WorkerCrashed, WorkerTimeout, tree_cpu_seconds  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ api
@@ -30,9 +30,20 @@ def test_check_records_info_and_validates() -> None:
     @api.check("matmul_vjp", points=2, timeout=4)
     def test_x(student):  # noqa: ANN001
         pass
-    assert api.check_info(test_x) == api.CheckInfo("matmul_vjp", 2.0, 4.0)
+    assert api.check_info(test_x) == api.CheckInfo("matmul_vjp", 2.0, 4.0, 4.0)   # declared: CPU too
+
+    @api.check("f", points=1)
+    def test_y(student):  # noqa: ANN001
+        pass
+
+    @api.check("f", points=1, timeout=30, cpu=2)
+    def test_z(student):  # noqa: ANN001
+        pass
+    assert api.check_info(test_y) == api.CheckInfo("f", 1.0, api.DEFAULT_TIMEOUT, api.DEFAULT_CPU)
+    assert api.check_info(test_z) == api.CheckInfo("f", 1.0, 30.0, 2.0)
     for bad in ({"function": "not a name", "points": 1}, {"function": "f", "points": 0},
-                {"function": "f", "points": True}):
+                {"function": "f", "points": True}, {"function": "f", "points": 1, "cpu": 0},
+                {"function": "f", "points": 1, "cpu": True}):
         with pytest.raises(ValueError):
             api.check(**bad)
 
@@ -415,6 +426,83 @@ def test_check_clock_starts_when_the_sandbox_is_ready(monkeypatch: pytest.Monkey
         assert sub.workers_started == 2
     finally:
         sub.close()
+
+
+def test_cpu_budget_stops_a_loop_early_and_spares_code_that_waits() -> None:
+    """A check's default budgets are 1 s of CPU time and 5 s of wall time: a spinning loop is
+    stopped after about 1 s (not 5), code that sleeps 1.5 s (no CPU) still passes, and a
+    function that timed out before gets 0.2 s of CPU in later checks."""
+    cells = {"spin": "def spin():\n    while True:\n        pass\n",
+             "nap": "import time\ndef nap():\n    time.sleep(1.5)\n    return 'rested'\n"}
+    sub = Submission(cells, None, Limits())
+    info = api.CheckInfo("f", 1.0, api.DEFAULT_TIMEOUT, api.DEFAULT_CPU)
+    try:
+        if tree_cpu_seconds(os.getpid()) is None:
+            pytest.skip("/proc cannot tell CPU time here: only wall clocks apply")
+        with pytest.raises(api.StudentTimeout, match=r"spin\(...\) used up this check's 1 s of CPU time"):
+            StudentProxy(sub, info).call("spin")
+        with pytest.raises(api.StudentTimeout, match=r"within the 0.2 s of CPU time it gets after running out"):
+            StudentProxy(sub, info).call("spin")
+        assert StudentProxy(sub, info).call("nap") == "rested"
+    finally:
+        sub.close()
+
+
+def test_function_that_killed_its_worker_gets_short_budgets_later() -> None:
+    """A memory bomb or exit costs one crash, not one per check: later checks of that function get
+    0.2 s of CPU (a quick answer on another input still passes)."""
+    cells = {"boom": "import os\ndef boom(n):\n    if n:\n        os._exit(3)\n    s = 0\n"
+                     "    for i in range(10 ** 8):\n        s += i\n    return s\n",
+             "fine": "import os\ndef fine(n):\n    if n:\n        os._exit(3)\n    return 7\n"}
+    sub = Submission(cells, None, Limits())
+    info = api.CheckInfo("f", 1.0, api.DEFAULT_TIMEOUT, api.DEFAULT_CPU)
+    try:
+        if tree_cpu_seconds(os.getpid()) is None:
+            pytest.skip("/proc cannot tell CPU time here")
+        for name in ("boom", "fine"):
+            with pytest.raises(api.StudentCrash):
+                StudentProxy(sub, info).call(name, 1)
+        with pytest.raises(api.StudentTimeout, match="0.2 s of CPU time it gets after running out of time or crashing"):
+            StudentProxy(sub, info).call("boom", 0)
+        assert StudentProxy(sub, info).call("fine", 0) == 7
+    finally:
+        sub.close()
+
+
+def test_cpu_budget_is_the_same_on_a_loaded_grader() -> None:
+    """An honest function using ~0.3 s of CPU passes a 0.6 s CPU budget while three CPU hogs
+    compete for the cores (its wall time then exceeds 0.6 s): the same answer, the same grade."""
+    cells = {"work": "def work():\n    s = 0\n    for i in range(3_000_000):\n        s += i\n    return s\n"}
+    sub = Submission(cells, None, Limits())
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    try:
+        if tree_cpu_seconds(os.getpid()) is None:
+            pytest.skip("/proc cannot tell CPU time here")
+        assert StudentProxy(sub, api.CheckInfo("f", 1.0, 30.0, 0.6)).call("work") == sum(range(3_000_000))
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+        sub.close()
+
+
+def test_tree_cpu_seconds_counts_live_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                              "while time.process_time() - t < 0.6: pass\ninput()"],
+                             stdin=subprocess.PIPE)
+    try:
+        before = tree_cpu_seconds(os.getpid())
+        if before is None:
+            pytest.skip("/proc cannot tell CPU time here")
+        deadline = time.monotonic() + 30
+        while (tree_cpu_seconds(child.pid) or 0) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        mine = tree_cpu_seconds(os.getpid())
+        assert mine is not None and mine - before >= 0.4     # the child's CPU counts in my tree
+    finally:
+        child.kill()
+        child.wait()
+    assert tree_cpu_seconds(2 ** 22 + 12345) is None          # no such process
 
 
 def test_submission_budget_bounds_the_whole_grading() -> None:
