@@ -318,7 +318,7 @@ class NumpyBackend(Backend):
                 try:   # raises for an array that is not C-contiguous, writable, non-empty
                     pointers += _address(param), _address(grad), _address(m), _address(v)
                 except (TypeError, ValueError):
-                    del pointers[4 * len(sizes):]
+                    pass                                # (pointers unchanged: the tuple never formed)
                 else:
                     if step != last_step and bias_correction:
                         last_step, pair = step, (1.0 / (1 - beta1 ** step), 1.0 / (1 - beta2 ** step))
@@ -329,8 +329,8 @@ class NumpyBackend(Backend):
                            weight_decay=weight_decay, step=step, bias_correction=bias_correction,
                            decoupled=decoupled)
         if sizes:   # array.array: 0.4 µs to build and 0.1 µs to address, a ctypes array 1.6 µs
-            pointers_, sizes_, corrections_ = (array(_POINTER_CODE, pointers), array(_SIZE_CODE, sizes),
-                                               array("d", corrections))
+            pointers_, sizes_, corrections_ = (_pyarray(_POINTER_CODE, pointers), _pyarray(_SIZE_CODE, sizes),
+                                               _pyarray("d", corrections))
             many(len(sizes), pointers_.buffer_info()[0], sizes_.buffer_info()[0], corrections_.buffer_info()[0],
                  beta1, 1 - beta1, beta2, 1 - beta2, lr, eps, weight_decay, 1 - lr * weight_decay,
                  0 if weight_decay == 0 else 2 if decoupled else 1)
@@ -348,7 +348,7 @@ class NumpyBackend(Backend):
 # shared cache works on any x86-64 CPU.  ``DLKIT_NATIVE=0`` turns it off (numpy passes); so does a
 # missing or failing compiler (``_native_state["error"]`` says why).
 import ctypes
-from array import array
+from array import array as _pyarray
 
 _OPTIM_C = r"""
 #include <math.h>
@@ -438,8 +438,8 @@ _native_lock = threading.Lock()
 _native_state: dict[str, Any] = {}
 _addressof, _c_char = ctypes.addressof, ctypes.c_char
 #: array.array type codes of a pointer and of ptrdiff_t (the multi-tensor kernel's tables)
-_POINTER_CODE = next(c for c in "QLI" if array(c).itemsize == ctypes.sizeof(ctypes.c_void_p))
-_SIZE_CODE = next(c for c in "qli" if array(c).itemsize == ctypes.sizeof(ctypes.c_ssize_t))
+_POINTER_CODE = next(c for c in "QLI" if _pyarray(c).itemsize == ctypes.sizeof(ctypes.c_void_p))
+_SIZE_CODE = next(c for c in "qli" if _pyarray(c).itemsize == ctypes.sizeof(ctypes.c_ssize_t))
 _VOIDP, _SIZE, _DOUBLE, _INT = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_double, ctypes.c_int
 _SIGNATURES = {"adam": [_VOIDP] * 4 + [_SIZE] + [_DOUBLE] * 10 + [_INT],
                "adam_many": [_SIZE] + [_VOIDP] * 3 + [_DOUBLE] * 8 + [_INT],

@@ -3,8 +3,10 @@
 One backend kernel per parameter (``backend.sgd_step``; for Adam one ``backend.adam_step_many`` call
 over all parameters, which is ``adam_step`` per parameter unless a backend does better), in place,
 instead of one op per arithmetic operation, as PyTorch's ``fused=True``.  Same state (Tensors under
-PyTorch's keys) as the readable ``step()`` of each class, so the two paths can be mixed and
-``tests/test_optim.py`` checks they agree.  The student edition has no fused path.
+PyTorch's keys) as the readable ``step()`` of each class, so the two paths can be mixed;
+``tests/test_optim.py`` checks they agree, and ``tests/test_native_optim.py`` that the numpy
+backend's C loops give the readable steps' results bit for bit.  The student edition has no fused
+path.
 """
 from __future__ import annotations
 
