@@ -325,6 +325,7 @@ print(json.dumps({"native": nb._native_kernels() is not None, "error": nb._nativ
 
 def _probe(env_extra, tmp_path):
     env = dict(os.environ, DLKIT_BACKEND="numpy", DLKIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("DLKIT_NATIVE", None)
     env.update(env_extra)
     out = subprocess.run([sys.executable, "-c", _PROBE], env=env, cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
