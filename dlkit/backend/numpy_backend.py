@@ -337,7 +337,7 @@ class NumpyBackend(Backend):
 
 
 # BEGIN WITHHELD: the native one-pass optimizer kernels (C, compiled on first use) are not in the student kit
-# ``NumpyBackend.adam_step`` / ``sgd_step`` run the whole update of a parameter as one C loop when a C
+# ``NumpyBackend.adam_step`` / ``sgd_step`` run the whole update of a parameter as one C loop (kernels/optim_cpu.c) when a C
 # compiler is available: every element is read and written once, with no scratch array, where the
 # numpy forms above make ~12 (Adam) passes over memory (the update was ~40 % of a batch-1 training
 # step, 2.2x PyTorch's fused Adam; now 0.6-0.8x).  Each loop does exactly the readable step's float operations in the same order (no FMA
@@ -350,85 +350,17 @@ class NumpyBackend(Backend):
 import ctypes
 from array import array as _pyarray
 
-_OPTIM_C = r"""
-#include <math.h>
-#include <stddef.h>
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(DLKIT_NO_CLONES)
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CLONES
-#endif
+#: The C source of the kernels, in the kernels/ folder beside the CUDA ones
+_OPTIM_C_PATH = "optim_cpu.c"
 
-/* Adam.  mode 0: no weight decay; 1: g += wd*p (Adam); 2: p *= keep (AdamW).  s1, s2: 1/(1 - beta^t),
-   or 1 without bias correction (x*1 is exact).  Same operations, same order as dlkit.optim.Adam.step. */
-#define ADAM(NAME, T, SQRT)                                                                         \
-CLONES void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, ptrdiff_t n,    \
-                 double beta1_, double one_minus_beta1_, double beta2_, double one_minus_beta2_,   \
-                 double lr_, double eps_, double wd_, double keep_, double s1_, double s2_,        \
-                 int mode) {                                                                       \
-    const T b1 = (T)beta1_, c1 = (T)one_minus_beta1_, b2 = (T)beta2_, c2 = (T)one_minus_beta2_;    \
-    const T lr = (T)lr_, eps = (T)eps_, wd = (T)wd_, keep = (T)keep_, s1 = (T)s1_, s2 = (T)s2_;   \
-    if (mode == 1) {                                                                               \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
-            T pi = p[i], gi = g[i] + wd * pi;                                                      \
-            T mi = b1 * m[i] + c1 * gi, vi = b2 * v[i] + c2 * gi * gi;                              \
-            m[i] = mi; v[i] = vi;                                                                  \
-            p[i] = pi - lr * (mi * s1) / (SQRT(vi * s2) + eps);                                    \
-        }                                                                                          \
-    } else if (mode == 2) {                                                                        \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
-            T pi = p[i] * keep, gi = g[i];                                                         \
-            T mi = b1 * m[i] + c1 * gi, vi = b2 * v[i] + c2 * gi * gi;                              \
-            m[i] = mi; v[i] = vi;                                                                  \
-            p[i] = pi - lr * (mi * s1) / (SQRT(vi * s2) + eps);                                    \
-        }                                                                                          \
-    } else {                                                                                       \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                        \
-            T gi = g[i];                                                                           \
-            T mi = b1 * m[i] + c1 * gi, vi = b2 * v[i] + c2 * gi * gi;                              \
-            m[i] = mi; v[i] = vi;                                                                  \
-            p[i] = p[i] - lr * (mi * s1) / (SQRT(vi * s2) + eps);                                  \
-        }                                                                                          \
-    }                                                                                              \
-}
-ADAM(dlkit_adam_f32, float, sqrtf)
-ADAM(dlkit_adam_f64, double, sqrt)
 
-/* Adam over `count` parameters in one call: ptrs holds p, g, m, v of each; corr its s1, s2. */
-#define ADAM_MANY(NAME, ONE, T)                                                                    \
-void NAME(ptrdiff_t count, void *const *ptrs, const ptrdiff_t *sizes, const double *corr,          \
-          double beta1, double one_minus_beta1, double beta2, double one_minus_beta2, double lr,   \
-          double eps, double wd, double keep, int mode) {                                          \
-    for (ptrdiff_t k = 0; k < count; k++)                                                          \
-        ONE((T *)ptrs[4 * k], (const T *)ptrs[4 * k + 1], (T *)ptrs[4 * k + 2], (T *)ptrs[4 * k + 3], \
-            sizes[k], beta1, one_minus_beta1, beta2, one_minus_beta2, lr, eps, wd, keep,           \
-            corr[2 * k], corr[2 * k + 1], mode);                                                   \
-}
-ADAM_MANY(dlkit_adam_many_f32, dlkit_adam_f32, float)
-ADAM_MANY(dlkit_adam_many_f64, dlkit_adam_f64, double)
-
-/* SGD.  flags: 1 weight decay (d = g + wd*p), 2 momentum (buf), 4 first step (buf = d),
-   8 nesterov (d = d + mu*buf; else d = buf).  damp: 1 - dampening.  Then p = p - lr*d, as
-   dlkit.optim.SGD.step.  Branches on loop invariants: the compiler unswitches them. */
-#define SGD(NAME, T)                                                                                \
-CLONES void NAME(T *restrict p, const T *restrict g, T *restrict buf, ptrdiff_t n, double lr_,     \
-                 double momentum_, double damp_, double wd_, int flags) {                          \
-    const T lr = (T)lr_, mu = (T)momentum_, damp = (T)damp_, wd = (T)wd_;                          \
-    const int decay = flags & 1, heavy = flags & 2, first = flags & 4, nesterov = flags & 8;       \
-    for (ptrdiff_t i = 0; i < n; i++) {                                                            \
-        T pi = p[i], d = g[i];                                                                     \
-        if (decay) d = d + wd * pi;                                                                \
-        if (heavy) {                                                                               \
-            T b = first ? d : mu * buf[i] + damp * d;                                              \
-            buf[i] = b;                                                                            \
-            d = nesterov ? d + mu * b : b;                                                         \
-        }                                                                                          \
-        p[i] = pi - lr * d;                                                                        \
-    }                                                                                              \
-}
-SGD(dlkit_sgd_f32, float)
-SGD(dlkit_sgd_f64, double)
-"""
+def _optim_c():
+    from .cuda_kernels import KERNELS_SEARCH_PATH
+    for folder in KERNELS_SEARCH_PATH:
+        path = folder / _OPTIM_C_PATH
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    return None
 
 #: flags: no contraction into FMA (the readable step rounds every product), no errno from sqrt (so it
 #: vectorizes); never -ffast-math, which would reorder and change results
@@ -474,7 +406,11 @@ def _native_build():
     if cc is None:
         _native_state["error"] = "no C compiler (cc, gcc or clang) on PATH"
         return None
-    key = hashlib.sha256("\0".join((_OPTIM_C, cc, *_NATIVE_FLAGS, platform.machine(), platform.system()))
+    source = _optim_c()
+    if source is None:
+        _native_state["error"] = f"kernels/{_OPTIM_C_PATH} is not there"
+        return None
+    key = hashlib.sha256("\0".join((source, cc, *_NATIVE_FLAGS, platform.machine(), platform.system()))
                          .encode()).hexdigest()[:20]
     name = f"optim-{key}.so"
 
@@ -488,7 +424,7 @@ def _native_build():
             for extra in ((), ("-DDLKIT_NO_CLONES",)):
                 try:
                     proc = subprocess.run([cc, *_NATIVE_FLAGS, *extra, "-x", "c", "-", "-o", tmp, "-lm"],
-                                          input=_OPTIM_C, capture_output=True, text=True, timeout=600)
+                                          input=source, capture_output=True, text=True, timeout=600)
                 except subprocess.TimeoutExpired:
                     return f"{cc} did not finish in 600 s"
                 if proc.returncode == 0:
