@@ -406,6 +406,16 @@ class _Affine(Op):
 
     def gradient(self, g, node):
         x, w = node.inputs[0], node.inputs[1]
+        if not is_grad_enabled():
+            # no graph to record (backward without create_graph): the same backend calls as the
+            # Tensor expressions below, without a Tensor and an Op per transpose and product
+            be, G = self.backend, g._array
+            wrap = Tensor._wrap
+            dx = wrap(be.matmul(G, be.transpose(w._array, (1, 0))), be) if x.requires_grad else None
+            dw = wrap(be.matmul(be.transpose(x._array, (1, 0)), G), be) if w.requires_grad else None
+            if len(node.inputs) == 2:
+                return dx, dw
+            return dx, dw, (wrap(be.sum(G, (0,), False), be) if node.inputs[2].requires_grad else None)
         dx = g @ transpose(w) if x.requires_grad else None
         dw = transpose(x) @ g if w.requires_grad else None
         if len(node.inputs) == 2:
