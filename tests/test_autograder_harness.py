@@ -470,15 +470,21 @@ def test_function_that_killed_its_worker_gets_short_budgets_later() -> None:
 
 
 def test_cpu_budget_is_the_same_on_a_loaded_grader() -> None:
-    """An honest function using ~0.3 s of CPU passes a 0.6 s CPU budget while three CPU hogs
-    compete for the cores (its wall time then exceeds 0.6 s): the same answer, the same grade."""
-    cells = {"work": "def work():\n    s = 0\n    for i in range(3_000_000):\n        s += i\n    return s\n"}
+    """An honest function using ~0.2-0.4 s of CPU passes a 1 s CPU budget while twelve CPU hogs
+    compete for the cores, each in a session of its own (the sandbox has its own session, and the
+    kernel's autogroups would otherwise shield it from hogs in ours), so that its wall time is
+    several times its CPU time (over 1 s on 2 cores): the same answer, the same grade, however
+    loaded the grader is."""
+    n = 8_000_000
+    cells = {"work": f"def work():\n    s = 0\n    for i in range({n}):\n        s += i\n    return s\n"}
     sub = Submission(cells, None, Limits())
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+            for _ in range(12)]
     try:
         if tree_cpu_seconds(os.getpid()) is None:
             pytest.skip("/proc cannot tell CPU time here")
-        assert StudentProxy(sub, api.CheckInfo("f", 1.0, 30.0, 0.6)).call("work") == sum(range(3_000_000))
+        time.sleep(0.3)                                  # the hogs are running
+        assert StudentProxy(sub, api.CheckInfo("f", 1.0, 60.0, 1.0)).call("work") == sum(range(n))
     finally:
         for h in hogs:
             h.kill()
