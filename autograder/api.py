@@ -53,8 +53,9 @@ Each check has two budgets covering all its sandbox calls: CPU time of the stude
 sandbox's process tree, so an honest answer gets the same budget on an idle or a loaded grader,
 and an infinite loop costs about 1 s instead of 5.  When either is exceeded the call raises
 :class:`StudentTimeout`.  A function that already ran out of time, or killed its worker (exit,
-signal, memory), in an earlier check of the same submission gets short budgets in later checks (0.2 s of CPU, ``max(0.5 s, timeout / 10)`` of
-wall time), so one infinite loop costs one full budget.  A worker that dies (exit, signal,
+signal, memory), in an earlier check of the same submission gets short budgets in later checks
+(0.2 s of CPU, ``max(0.5 s, timeout / 10)`` of wall time), so one infinite loop costs one full
+budget.  A worker that dies (exit, signal,
 memory) raises :class:`StudentCrash`; the next check gets a fresh worker.
 """
 from __future__ import annotations
@@ -80,8 +81,9 @@ DEFAULT_TIMEOUT = 5.0
 #: load), so 1 s is over 20x that, and, being CPU time, the same on an idle or a loaded grader.
 #: A check declaring ``timeout=T`` gets T of CPU time too unless it declares ``cpu=``.
 DEFAULT_CPU = 1.0
-#: Budgets of a function that already ran out of time in an earlier check of the same
-#: submission: CPU seconds, and wall seconds as a fraction of the check's (at least 0.5 s).
+#: Budgets of a function that already ran out of time, or killed its worker, in an earlier check
+#: of the same submission: CPU seconds, and wall seconds as a fraction of the check's (at least
+#: 0.5 s).
 RERUN_CPU = 0.2
 RERUN_WALL_FRACTION = 0.1
 
@@ -121,7 +123,7 @@ class CheckInfo:
     function: str       # graded name from notebooks/GRADED.md, e.g. "matmul_vjp"
     points: float       # points this check is worth
     timeout: float      # wall-clock budget (s) of all sandbox calls made by this check
-    cpu: float = DEFAULT_CPU   # CPU-time budget (s) of the student's code over those calls
+    cpu: float = DEFAULT_CPU   # CPU-time budget (s) of the student's code (never above timeout)
 
 
 _ATTR = "__autograder_check__"

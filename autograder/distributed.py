@@ -287,10 +287,10 @@ class DaskEngine:
             import dask
             # each worker holds only the task it runs: a submission that kills its worker then
             # takes down no other submission queued there (see the module docstring)
-            dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
-            self.cluster = distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=40)
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                self.cluster = distributed.LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None, silence_logs=40)
             self.client = distributed.Client(self.cluster)
         else:
             try:
@@ -307,7 +307,7 @@ class DaskEngine:
         self.checks_fp = checks_fp
         self.pending: dict[Any, tuple[Any, str, str, Path]] = {}   # future -> (job, journal key, path, within)
         self.queue: list[tuple[Any, str, Path]] = []
-        self.suspects: list[tuple[Any, str, Path, str]] = []    # ended with KilledWorker: retried alone
+        self.suspects: list[tuple[Any, str, Path]] = []    # ended with KilledWorker: retried alone
         self.alone = False                                    # retrying suspects, one at a time
         self.graders: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}          # worker address -> submissions it graded
@@ -391,7 +391,7 @@ class DaskEngine:
                 # ONE AT A TIME, so a bystander that shared a dying worker (or the scheduler's
                 # count of deaths) with a killer is graded, and only a real killer fails.
                 self.alone = True
-                self.queue.extend((job, key, within) for job, key, within, _ in self.suspects)
+                self.queue.extend(self.suspects)
                 self.suspects.clear()
             self._fill()
             if self.ready:
@@ -405,7 +405,7 @@ class DaskEngine:
                 out = fut.result()
             except self.KilledWorker as exc:
                 if not self.alone:
-                    self.suspects.append((job, key, within, str(exc)))
+                    self.suspects.append((job, key, within))
                     fut.release()
                     continue
                 error = ("the workers grading this submission died more often than the cluster allows "

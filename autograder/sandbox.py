@@ -755,7 +755,7 @@ class Sandbox:
         """Send one request and wait (until ``deadline``, a ``time.monotonic()`` value) for its reply;
         with ``cpu_budget``, also until the worker's process tree has used that many CPU seconds
         on this request (measured from /proc every :data:`CPU_POLL_S`; unmeasurable: wall only).
-        :attr:`last_cpu` holds the CPU seconds the request used (None: unmeasurable).
+        :attr:`last_cpu` holds the CPU seconds the request used (None: no budget, or unmeasurable).
 
         On a timeout or a crash the worker is killed and :class:`WorkerTimeout` /
         :class:`WorkerCrashed` is raised; the sandbox must then be closed and a new one started.
@@ -768,12 +768,11 @@ class Sandbox:
         header = dict(message, seq=self._seq)
         header["_blobs"] = [len(b) for b in blobs]
         data = json.dumps(header, allow_nan=True, separators=(",", ":")).encode("utf-8")
-        cpu0 = self.cpu_seconds()
+        cpu0 = None if cpu_budget is None else self.cpu_seconds()   # no budget: nothing to watch
         self.last_cpu = None
         try:
             self._write_all(b"".join([struct.pack(">I", len(data)), data, *blobs]), deadline)
-            reply, out = self._read_frame(deadline, None if cpu_budget is None or cpu0 is None
-                                          else cpu0 + cpu_budget)
+            reply, out = self._read_frame(deadline, None if cpu0 is None else cpu0 + cpu_budget)
             if reply.get("seq") != self._seq:
                 raise WorkerCrashed("the worker answered out of turn")
             return reply, out

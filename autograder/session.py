@@ -191,7 +191,8 @@ class Submission:
                                             f"submission ({self.limits.submission_s:g} s) is used up")
         sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
         budget, cpu = clock.left(), clock.cpu_left()
-        if self.timed_out.intersection(cells):
+        rerun = bool(self.timed_out.intersection(cells))
+        if rerun:
             # That code already ran out of time (or killed the worker) in an earlier check: short
             # budgets, so one infinite loop or memory bomb does not cost every check the full one.
             budget = min(budget, max(0.5, api.RERUN_WALL_FRACTION * clock.timeout))
@@ -207,7 +208,6 @@ class Submission:
                 raise SubmissionBudgetExhausted(
                     f"{what} did not finish before the time budget of the whole submission "
                     f"({self.limits.submission_s:g} s) ran out") from None
-            rerun = bool(self.timed_out.intersection(cells))
             self.timed_out.update(cells)
             if rerun:
                 limit = f"{cpu:g} s of CPU time" if exc.cpu else f"{budget:g} s"
