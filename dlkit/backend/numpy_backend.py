@@ -214,20 +214,13 @@ class NumpyBackend(Backend):
 
         One C loop where a compiler is (the readable step's results, bit for bit), else numpy passes.
         """
-        kernel = _native_kernels()
-        if kernel is not None:
-            kernel = kernel.get(("sgd", param.dtype))
-        if kernel is not None and grad.dtype == param.dtype and grad.size == param.size \
-                and (momentum == 0 or (buf.dtype == param.dtype and buf.size == param.size)):
-            try:   # the addresses; raises for an array that is not C-contiguous, writable, non-empty
-                pp, gp = _address(param), _address(grad)
-                bp = _address(buf) if momentum != 0 else None
-            except (TypeError, ValueError):
-                pass                                    # numpy passes below
-            else:
-                kernel(pp, gp, bp, param.size, lr, momentum, 1 - dampening, weight_decay,
-                       (weight_decay != 0) | (momentum != 0) << 1 | bool(first_step) << 2 | bool(nesterov) << 3)
-                return
+        kernel = _native_kernel("sgd", param.dtype)
+        pointers = kernel and _addresses(param, grad, *((buf,) if momentum != 0 else ()))
+        if pointers:
+            pp, gp, bp = pointers if momentum != 0 else (*pointers, None)
+            kernel(pp, gp, bp, param.size, lr, momentum, 1 - dampening, weight_decay,
+                   (weight_decay != 0) | (momentum != 0) << 1 | bool(first_step) << 2 | bool(nesterov) << 3)
+            return
         tmp, d = self._buffers(param, 2)
         d_p = grad
         if weight_decay != 0:                          # d = g + wd·p
@@ -257,21 +250,12 @@ class NumpyBackend(Backend):
         p −= s·m/(√v/c + eps) with s = lr/(1−β₁ᵗ), c = √(1−β₂ᵗ), computed as
         p −= m/(√v·(1/(c·s)) + eps/s): sqrt, scale, shift, divide, subtract, five passes.
         """
-        kernel = _native_kernels()
-        if kernel is not None:
-            kernel = kernel.get(("adam", param.dtype))
-        if kernel is not None and grad.dtype == m.dtype == v.dtype == param.dtype \
-                and param.size == grad.size == m.size == v.size:
-            try:   # the addresses; raises for an array that is not C-contiguous, writable, non-empty
-                pp, gp, mp, vp = _address(param), _address(grad), _address(m), _address(v)
-            except (TypeError, ValueError):
-                pass                                    # numpy passes below
-            else:
-                s1, s2 = (1.0 / (1 - beta1 ** step), 1.0 / (1 - beta2 ** step)) if bias_correction else (1.0, 1.0)
-                kernel(pp, gp, mp, vp, param.size, beta1, 1 - beta1, beta2, 1 - beta2, lr, eps,
-                       weight_decay, 1 - lr * weight_decay, s1, s2,
-                       0 if weight_decay == 0 else 2 if decoupled else 1)
-                return
+        kernel = _native_kernel("adam", param.dtype)
+        pointers = kernel and _addresses(param, grad, m, v)
+        if pointers:
+            scalars, mode = _adam_scalars(lr, beta1, beta2, eps, weight_decay, decoupled)
+            kernel(*pointers, param.size, *scalars, *_adam_corrections(beta1, beta2, step, bias_correction), mode)
+            return
         tmp, g2 = self._buffers(param, 2)
         if weight_decay != 0:
             if decoupled:
@@ -304,43 +288,38 @@ class NumpyBackend(Backend):
         """:meth:`adam_step` for lists of parameters: one C call for every parameter the native
         kernel takes (the per-parameter Python and ctypes overhead was a third of a small MLP's
         update), ``adam_step`` for the others."""
-        kernels = _native_kernels()
-        many = kernels.get(("adam_many", params[0].dtype)) if kernels is not None and params else None
+        many = _native_kernel("adam_many", params[0].dtype) if params else None
         dtype = params[0].dtype if params else None
         pointers: list[int] = []
         sizes: list[int] = []
         corrections: list[float] = []
         last_step, pair = None, (1.0, 1.0)
         for param, grad, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
-            n = param.size
-            if many is not None and param.dtype == grad.dtype == m.dtype == v.dtype == dtype \
-                    and n == grad.size == m.size == v.size:
-                try:   # raises for an array that is not C-contiguous, writable, non-empty
-                    pointers += _address(param), _address(grad), _address(m), _address(v)
-                except (TypeError, ValueError):
-                    pass                                # (pointers unchanged: the tuple never formed)
-                else:
-                    if step != last_step and bias_correction:
-                        last_step, pair = step, (1.0 / (1 - beta1 ** step), 1.0 / (1 - beta2 ** step))
-                    sizes.append(n)
-                    corrections += pair
-                    continue
-            self.adam_step(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                           weight_decay=weight_decay, step=step, bias_correction=bias_correction,
-                           decoupled=decoupled)
+            four = many and param.dtype == dtype and _addresses(param, grad, m, v)
+            if not four:
+                self.adam_step(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                               weight_decay=weight_decay, step=step, bias_correction=bias_correction,
+                               decoupled=decoupled)
+                continue
+            if step != last_step:
+                last_step, pair = step, _adam_corrections(beta1, beta2, step, bias_correction)
+            pointers += four
+            sizes.append(param.size)
+            corrections += pair
         if sizes:   # array.array: 0.4 µs to build and 0.1 µs to address, a ctypes array 1.6 µs
             pointers_, sizes_, corrections_ = (_pyarray(_POINTER_CODE, pointers), _pyarray(_SIZE_CODE, sizes),
                                                _pyarray("d", corrections))
+            scalars, mode = _adam_scalars(lr, beta1, beta2, eps, weight_decay, decoupled)
             many(len(sizes), pointers_.buffer_info()[0], sizes_.buffer_info()[0], corrections_.buffer_info()[0],
-                 beta1, 1 - beta1, beta2, 1 - beta2, lr, eps, weight_decay, 1 - lr * weight_decay,
-                 0 if weight_decay == 0 else 2 if decoupled else 1)
+                 *scalars, mode)
 
 
 # BEGIN WITHHELD: the native one-pass optimizer kernels (C, compiled on first use) are not in the student kit
-# ``NumpyBackend.adam_step`` / ``sgd_step`` run the whole update of a parameter as one C loop (kernels/optim_cpu.c) when a C
-# compiler is available: every element is read and written once, with no scratch array, where the
-# numpy forms above make ~12 (Adam) passes over memory (the update was ~40 % of a batch-1 training
-# step, 2.2x PyTorch's fused Adam; now 0.6-0.8x).  Each loop does exactly the readable step's float operations in the same order (no FMA
+# ``NumpyBackend.adam_step`` / ``sgd_step`` run the whole update of a parameter as one C loop
+# (kernels/optim_cpu.c) when a C compiler is available: every element is read and written once,
+# with no scratch array, where the numpy forms above make ~12 (Adam) passes over memory (the
+# update was ~40 % of a batch-1 training step, 2.2x PyTorch's fused Adam; now 0.6-0.8x).  Each
+# loop does exactly the readable step's float operations in the same order (no FMA
 # contraction, correctly rounded sqrt), so it reproduces ``dlkit.optim.Adam`` / ``SGD``'s readable
 # step bit for bit (tests/test_native_optim.py).  The library is compiled once per source and
 # compiler into the cache directory (``$DLKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/dlkit`` or
@@ -480,6 +459,35 @@ def _native_kernels():
             if "loaded" not in _native_state:
                 _native_state["loaded"] = _native_build()
         return _native_state["loaded"]
+
+
+def _native_kernel(name, dtype):
+    """The C function ``name`` ("adam", "adam_many", "sgd") for ``dtype``, or None."""
+    kernels = _native_kernels()
+    return None if kernels is None else kernels.get((name, dtype))
+
+
+def _addresses(first: np.ndarray, *others: np.ndarray) -> tuple[int, ...] | None:
+    """The data addresses of arrays a native kernel may take (same dtype and size as ``first``,
+    each C-contiguous, writable and non-empty), or None: then the numpy passes run."""
+    if any(a.dtype != first.dtype or a.size != first.size for a in others):
+        return None
+    try:
+        return tuple(_address(a) for a in (first, *others))
+    except (TypeError, ValueError):
+        return None
+
+
+def _adam_scalars(lr, beta1, beta2, eps, weight_decay, decoupled):
+    """The Adam kernels' scalar arguments (as optim_cpu.c takes them) and their weight-decay mode
+    (0 none, 1 coupled L2, 2 decoupled)."""
+    return ((beta1, 1 - beta1, beta2, 1 - beta2, lr, eps, weight_decay, 1 - lr * weight_decay),
+            0 if weight_decay == 0 else 2 if decoupled else 1)
+
+
+def _adam_corrections(beta1, beta2, step, bias_correction):
+    """(1/(1 − β₁ᵗ), 1/(1 − β₂ᵗ)), or (1, 1) without bias correction (x·1 is exact)."""
+    return (1.0 / (1 - beta1 ** step), 1.0 / (1 - beta2 ** step)) if bias_correction else (1.0, 1.0)
 
 
 def _address(a: np.ndarray) -> int:

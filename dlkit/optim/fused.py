@@ -45,9 +45,7 @@ def adam_step(opt: Any) -> None:
             state["exp_avg"] = zeros_like(p)
             state["exp_avg_sq"] = zeros_like(p)
         state["step"] += 1
-        group = groups.get(p._backend)
-        if group is None:
-            group = groups[p._backend] = ([], [], [], [], [])
+        group = groups.setdefault(p._backend, ([], [], [], [], []))
         group[0].append(p._array)
         group[1].append(grad._array)
         group[2].append(state["exp_avg"]._array)
