@@ -467,15 +467,20 @@ def _native_kernel(name, dtype):
     return None if kernels is None else kernels.get((name, dtype))
 
 
-def _addresses(first: np.ndarray, *others: np.ndarray) -> tuple[int, ...] | None:
-    """The data addresses of arrays a native kernel may take (same dtype and size as ``first``,
-    each C-contiguous, writable and non-empty), or None: then the numpy passes run."""
-    if any(a.dtype != first.dtype or a.size != first.size for a in others):
-        return None
+def _addresses(*arrays: np.ndarray) -> list[int] | None:
+    """The data addresses of arrays a native kernel may take (one dtype and size, each
+    C-contiguous, writable and non-empty), or None: then the numpy passes run.  (A plain loop:
+    this runs for every parameter of every step.)"""
+    dtype, size = arrays[0].dtype, arrays[0].size
+    out = []
     try:
-        return tuple(_address(a) for a in (first, *others))
+        for a in arrays:
+            if a.dtype != dtype or a.size != size:
+                return None
+            out.append(_address(a))
     except (TypeError, ValueError):
         return None
+    return out
 
 
 def _adam_scalars(lr, beta1, beta2, eps, weight_decay, decoupled):
