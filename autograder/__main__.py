@@ -3,6 +3,7 @@
     python -m autograder grade --assignment 01_autodiff_backprop SUBMISSION.ipynb [--json OUT]
     python -m autograder batch --course-dir DIR --assignment ID [--workers N] [--db URL]
                                [--scheduler tcp://HOST:8786 | local:N] [--allow-weak-isolation]
+                               [--no-quick-pass]
     python -m autograder release --out release          (autograder/release.py)
     python -m autograder gradescope ID [--out ZIP]       (autograder/gradescope.py)
 
@@ -50,7 +51,8 @@ def _batch(args: argparse.Namespace) -> int:
                          checks_root=args.checks_root, force=args.force,
                          source_notebook=args.source, progress=not args.no_progress,
                          isolate=not args.no_isolation, record_every=args.record_every,
-                         scheduler=args.scheduler, allow_weak_isolation=args.allow_weak_isolation)
+                         scheduler=args.scheduler, allow_weak_isolation=args.allow_weak_isolation,
+                         quick_pass=not args.no_quick_pass)
     except HarnessError as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return 2
@@ -106,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--allow-weak-isolation", action="store_true",
                    help="with --scheduler: let workers whose sandbox has no namespaces (Landlock only) "
                         "grade; by default they refuse")
+    b.add_argument("--no-quick-pass", action="store_true",
+                   help="grade each submission once with the full budgets (by default a quick pass with "
+                        "a fifth of every budget comes first, and only submissions that run out of one, or "
+                        "crash, are graded again with the full budgets, after the others)")
     sub.add_parser("release", help="build the student edition (see autograder/release.py)")
     sub.add_parser("gradescope", help="write a Gradescope autograder zip (see autograder/gradescope.py)")
     args = parser.parse_args(argv)

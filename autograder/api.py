@@ -70,7 +70,7 @@ __all__ = [
     "load_reference",
     "check", "CheckInfo", "check_info", "CheckFailure", "StudentError", "StudentTimeout",
     "StudentCrash", "Student", "fail", "expect_array", "expect_scalar", "diagnose",
-    "DEFAULT_TIMEOUT", "DEFAULT_CPU", "call_pure", "expect_float64", "known_mistake",
+    "DEFAULT_TIMEOUT", "DEFAULT_CPU", "QUICK_FRACTION", "QUICK_MIN_WALL_S", "call_pure", "expect_float64", "known_mistake",
 ]
 
 #: Default wall-clock budget (seconds) of one check's sandbox calls (graded functions on small
@@ -86,6 +86,14 @@ DEFAULT_CPU = 1.0
 #: 0.5 s).
 RERUN_CPU = 0.2
 RERUN_WALL_FRACTION = 0.1
+#: The batch's QUICK PASS grades every submission first with this fraction of each check's CPU
+#: time (0.1 s by default: the reference solutions use at most ~40 ms per check) and wall time
+#: (at least QUICK_MIN_WALL_S), and of the sandbox's memory cgroup; a submission whose code runs
+#: out of one of them, or crashes its worker, is not scored there but graded again with the full
+#: budgets after all the others (:mod:`autograder.batch`).  Scores never depend on it: a
+#: quick-pass result that is kept ran out of nothing, so the full budgets give the same one.
+QUICK_FRACTION = 0.1
+QUICK_MIN_WALL_S = 1.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 

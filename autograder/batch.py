@@ -88,6 +88,7 @@ class Job:
     timestamp: str | None = None                # timestamp.txt, checked with nbgrader's parser
     sha256: str | None = None                   # of the notebook's bytes, when it could be read
     grader: dict | None = None                  # Dask engine: the worker that graded it (marker)
+    quick_pass: dict | None = None              # why the quick pass deferred it (graded again)
 
 
 def _find_source(course_dir: Path, assignment: str) -> Path | None:
@@ -228,11 +229,12 @@ def _pool_ready() -> None:
     """A no-op task that makes the pool start (and import) its processes."""
 
 
-def _pool_grade(student: str, notebook: str, within: str, problem: str | None) -> tuple[str, dict | None, str | None]:
+def _pool_grade(student: str, notebook: str, within: str, problem: str | None,
+                quick: bool = False) -> tuple[str, dict | None, str | None]:
     try:
         results = grade(_POOL["assignment"], notebook, checks_root=_POOL["checks_root"],
                         student_dlkit=_POOL["kit"], isolate=_POOL["isolate"], within=within,
-                        problem=problem, limits=_course_limits(within))
+                        problem=problem, limits=_course_limits(within), quick=quick)
         return student, results, None
     except HarnessError as exc:
         return student, None, str(exc)
@@ -248,8 +250,21 @@ def _course_limits(course_dir: str) -> Any:
     return _POOL["limits"]
 
 
+def _deferred(job: Job, results: dict[str, Any]) -> bool:
+    """Whether the quick pass deferred this submission (noted on the job for its results)."""
+    why = results.get("deferred")
+    if not why:
+        return False
+    job.quick_pass = {"deferred": str(why), "duration_s": results.get("duration_s")}
+    return True
+
+
 class _Pool:
     """The grading pool, surviving the death of a pool process.
+
+    ``quick``: submissions go through the quick pass first (:func:`autograder.harness.grade`);
+    one that comes back ``deferred`` is submitted again with the full budgets, behind every
+    submission already queued, and only its full result is yielded.
 
     When a pool process dies (``BrokenProcessPool``) every unfinished job fails with it, not only
     the one that killed it.  Those jobs are then graded again one at a time in a fresh
@@ -257,10 +272,10 @@ class _Pool:
     reported as not graded (nothing recorded) with the reason.
     """
 
-    def __init__(self, workers: int, initargs: tuple) -> None:
-        self.initargs = initargs
+    def __init__(self, workers: int, initargs: tuple, quick: bool = True) -> None:
+        self.initargs, self.quick = initargs, quick
         self.executor = self._new(workers)
-        self.pending: dict[cf.Future, tuple[Job, str]] = {}
+        self.pending: dict[cf.Future, tuple[Job, str, bool]] = {}
         for _ in range(workers):          # start the processes now: they import while we read
             self.executor.submit(_pool_ready)
 
@@ -269,25 +284,31 @@ class _Pool:
                                       initializer=_pool_init, initargs=self.initargs)
 
     @staticmethod
-    def _args(job: Job, within: Path) -> tuple:
-        return job.student, str(job.notebook or job.submitted_dir), str(within), job.problem
+    def _args(job: Job, within: Path, quick: bool = False) -> tuple:
+        return job.student, str(job.notebook or job.submitted_dir), str(within), job.problem, quick
 
-    def submit(self, job: Job, key: str, within: Path) -> None:
-        self.pending[self.executor.submit(_pool_grade, *self._args(job, within))] = (job, key)
+    def submit(self, job: Job, key: str, within: Path, quick: bool | None = None) -> None:
+        quick = self.quick if quick is None else quick
+        self.pending[self.executor.submit(_pool_grade, *self._args(job, within, quick))] = (job, key, quick)
 
     def results(self, within: Path) -> Iterator[tuple[Job, str, dict | None, str | None]]:
         """``(job, key, results or None, error or None)`` as grading finishes."""
         broken: list[tuple[Job, str]] = []
-        for fut in cf.as_completed(list(self.pending)):
-            job, key = self.pending.pop(fut)
-            try:
-                _, results, error = fut.result()
-            except BrokenProcessPool:
-                broken.append((job, key))
-                continue
-            except Exception as exc:  # noqa: BLE001 - reported, not recorded
-                results, error = None, f"(pool) {type(exc).__name__}: {exc}"
-            yield job, key, results, error
+        while self.pending:
+            finished, _ = cf.wait(list(self.pending), return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                job, key, quick = self.pending.pop(fut)
+                try:
+                    _, results, error = fut.result()
+                except BrokenProcessPool:
+                    broken.append((job, key))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - reported, not recorded
+                    results, error = None, f"(pool) {type(exc).__name__}: {exc}"
+                if quick and results is not None and _deferred(job, results):
+                    self.submit(job, key, within, quick=False)   # behind everything queued
+                    continue
+                yield job, key, results, error
         if broken:
             print(f"a grading process died; grading {len(broken)} unfinished submission(s) again, "
                   "one at a time", file=sys.stderr)
@@ -484,13 +505,17 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
               force: bool = False, source_notebook: str | os.PathLike | None = None,
               progress: bool = True, isolate: bool = True, student_dlkit: str | None = None,
               record_every: int = RECORD_EVERY, scheduler: str | None = None,
-              allow_weak_isolation: bool = False) -> int:
+              allow_weak_isolation: bool = False, quick_pass: bool = True) -> int:
     """Grade every submission of ``assignment``; returns the exit status (0, or 1 if some failed).
 
     ``scheduler``: grade on Dask (``"tcp://host:8786"``, or ``"local:N"`` for an in-process
     cluster of N worker processes; :mod:`autograder.distributed`) instead of ``workers`` local
     processes; ``allow_weak_isolation``: let Dask workers without namespaces grade.
     ``record_every``: graded submissions written per gradebook session and commit.
+    ``quick_pass``: grade every submission first with a fifth of every budget
+    (``api.QUICK_FRACTION``) and the ones that run out of one, or crash, again with the full
+    budgets after all the others, so that hostile or runaway code delays no honest submission
+    (False: one pass with the full budgets).  Scores are the same either way.
     """
     course = Path(course_dir).resolve()
     if not course.is_dir():
@@ -516,11 +541,12 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
         if scheduler:
             from .distributed import DaskEngine
             pool = DaskEngine(scheduler, assignment=assignment, checks_folder=folder, checks_fp=checks_fp,
-                              kit=kit, isolate=isolate, allow_weak=allow_weak_isolation, course=course)
+                              kit=kit, isolate=isolate, allow_weak=allow_weak_isolation, course=course,
+                              quick=quick_pass)
             workers = pool.workers
         else:
             pool = _Pool(workers, (assignment, None if checks_root is None else str(checks_root), kit,
-                                   isolate, os.getpid()))
+                                   isolate, os.getpid()), quick=quick_pass)
         try:
             def submit(job: Job, key: str) -> None:
                 """Grade in the pool: a notebook, or a submission with a problem (all checks 0)."""
@@ -587,6 +613,8 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
                 if results is None:
                     failures.append(f"{job.student}: {error}")
                 else:
+                    if job.quick_pass:
+                        results["quick_pass"] = job.quick_pass
                     record(job, results, key)
                 bar.update(1)
             recorder.flush()

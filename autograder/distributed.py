@@ -247,7 +247,7 @@ def grade_task(spec: dict[str, Any]) -> dict[str, Any]:
             results = grade(spec["assignment"], target if problem is None else work,
                             checks_root=_checks_root(spec), student_dlkit=_kit(spec),
                             isolate=spec["isolate"], within=work, problem=problem,
-                            limits=spec.get("limits"))
+                            limits=spec.get("limits"), quick=bool(spec.get("quick")))
         except HarnessError as exc:
             return {"error": str(exc), "grader": report}
         except Exception as exc:  # noqa: BLE001 - reported, not recorded
@@ -278,8 +278,9 @@ class DaskEngine:
 
     def __init__(self, scheduler: str, *, assignment: str, checks_folder: Path, checks_fp: str,
                  kit: str | None, isolate: bool, allow_weak: bool, course: Path,
-                 window: int | None = None, log: Any = None) -> None:
+                 window: int | None = None, log: Any = None, quick: bool = True) -> None:
         distributed = _import_distributed()
+        self.quick = quick
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         address, n = parse_scheduler(scheduler)
         self.cluster = None
@@ -305,9 +306,10 @@ class DaskEngine:
                      # the course's sandbox budgets (nbgrader_config.py), read here, on the TA's side
                      "limits": _limits_of(course)}
         self.checks_fp = checks_fp
-        self.pending: dict[Any, tuple[Any, str, str, Path]] = {}   # future -> (job, journal key, path, within)
-        self.queue: list[tuple[Any, str, Path]] = []
-        self.suspects: list[tuple[Any, str, Path]] = []    # ended with KilledWorker: retried alone
+        # future -> (job, journal key, path, within, quick pass?)
+        self.pending: dict[Any, tuple[Any, str, str, Path, bool]] = {}
+        self.queue: list[tuple[Any, str, Path, bool]] = []
+        self.suspects: list[tuple[Any, str, Path, bool]] = []   # ended with KilledWorker: retried alone
         self.alone = False                                    # retrying suspects, one at a time
         self.graders: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, int] = {}          # worker address -> submissions it graded
@@ -354,13 +356,13 @@ class DaskEngine:
 
     # -- the _Pool interface
     def submit(self, job: Any, key: str, within: Path) -> None:
-        self.queue.append((job, key, within))
+        self.queue.append((job, key, within, self.quick))
         self._fill()
 
     def _fill(self) -> None:
         from . import safefile
         while self.queue and len(self.pending) < (1 if self.alone else self.window):
-            job, key, within = self.queue.pop(0)
+            job, key, within, quick = self.queue.pop(0)
             path = str(job.notebook or job.submitted_dir)
             problem, data = job.problem, b""
             if problem is None:
@@ -373,17 +375,19 @@ class DaskEngine:
                     self.ready.append((job, key, None, f"cannot read submission {path}: {exc.strerror or exc}"))
                     continue
             content = hashlib.sha256(data if problem is None else problem.encode("utf-8", "backslashreplace"))
-            spec = dict(self.base, student=job.student, name=Path(path).name, notebook=data, problem=problem)
+            spec = dict(self.base, student=job.student, name=Path(path).name, notebook=data, problem=problem,
+                        quick=quick)
             dkey = task_key(self.assignment, job.student, content.hexdigest(), self.checks_fp)
-            fut = self.client.submit(grade_task, spec, key=dkey + ("-alone" if self.alone else ""), retries=0)
-            self.pending[fut] = (job, key, path, within)
+            dkey += ("-quick" if quick else "") + ("-alone" if self.alone else "")
+            fut = self.client.submit(grade_task, spec, key=dkey, retries=0)
+            self.pending[fut] = (job, key, path, within, quick)
             self.ac.add(fut)
 
     def results(self, within: Path) -> Iterator[tuple[Any, str, dict | None, str | None]]:
         """``(job, key, results or None, error or None)`` as grading finishes; each future is
         released when the caller asks for the next one (i.e. after it recorded this one)."""
         import json
-        from .batch import FAILED
+        from .batch import FAILED, _deferred
         from .feedback import atomic_write
         while self.pending or self.queue or self.ready or self.suspects:
             if not (self.pending or self.queue or self.ready):
@@ -398,14 +402,14 @@ class DaskEngine:
                 yield self.ready.pop(0)
                 continue
             fut = next(self.ac)
-            job, key, path, within = self.pending.pop(fut)
+            job, key, path, within, quick = self.pending.pop(fut)
             self._fill()                          # keep the workers busy while this one is recorded
             results = error = None
             try:
                 out = fut.result()
             except self.KilledWorker as exc:
                 if not self.alone:
-                    self.suspects.append((job, key, within))
+                    self.suspects.append((job, key, within, False))
                     fut.release()
                     continue
                 error = ("the workers grading this submission died more often than the cluster allows "
@@ -419,6 +423,10 @@ class DaskEngine:
             except Exception as exc:  # noqa: BLE001 - reported, not recorded
                 error = f"(dask) {type(exc).__name__}: {exc}"
             else:
+                if "results" in out and quick and _deferred(job, out["results"]):
+                    self.queue.append((job, key, within, False))   # full budgets, behind the queue
+                    fut.release()
+                    continue
                 if "results" in out:
                     results = out["results"]
                     results.setdefault("submission", {})["path"] = str(Path(path))

@@ -61,13 +61,17 @@ __all__ = ["HarnessError", "grade_notebook", "grade", "checks_dir", "REPO", "CHE
 def grade(assignment: str, notebook: str | os.PathLike, *, checks_root: str | os.PathLike | None = None,
           student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
           isolate: bool = True, within: str | os.PathLike | None = None,
-          problem: str | None = None) -> dict[str, Any]:
+          problem: str | None = None, quick: bool = False) -> dict[str, Any]:
     """Grade one notebook IN THIS PROCESS (runs pytest here); see :func:`grade_notebook`.
 
     The notebook is read with :func:`autograder.safefile.read_file` (no links, regular file,
     size-capped; ``within``: a trusted folder above it, below which no folder may be a link
     either).  An unusable file, or a ``problem`` the caller already found with the submission,
     is graded: every check 0 with the reason.
+
+    ``quick``: the batch's quick pass (:class:`autograder.session.Submission`): the results
+    may come back with ``"deferred"`` (why) instead of a score the caller may keep; the
+    submission must then be graded again without ``quick``.
     """
     t0 = time.monotonic()
     folder = checks_dir(assignment, checks_root)
@@ -86,10 +90,10 @@ def grade(assignment: str, notebook: str | os.PathLike, *, checks_root: str | os
     kit = None if student_dlkit is None else str(student_dlkit)
     early: list[Submission] = []
     if cells is not None and fatal is None:
-        early.append(Submission(cells, kit, limits, isolate))
+        early.append(Submission(cells, kit, limits, isolate, quick=quick))
         early[0].prestart()
     plugin = GradingPlugin(assignment, cells, fatal,
-                           lambda c: early[0] if early else Submission(c, kit, limits, isolate))
+                           lambda c: early[0] if early else Submission(c, kit, limits, isolate, quick=quick))
     try:
         run_checks(folder, plugin)
     finally:
@@ -100,6 +104,8 @@ def grade(assignment: str, notebook: str | os.PathLike, *, checks_root: str | os
         results["sandbox"] = dict(plugin.submission.isolation,
                                   workers_started=plugin.submission.workers_started)
     results["duration_s"] = round(time.monotonic() - t0, 3)
+    if plugin.deferred is not None:
+        results["deferred"] = plugin.deferred
     return results
 
 

@@ -71,7 +71,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import wire, worker
 
@@ -152,7 +152,7 @@ class WorkerTimeout(SandboxError):
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: How often a request with a CPU budget looks at the worker's CPU time (seconds).
-CPU_POLL_S = 0.02
+CPU_POLL_S = 0.01
 
 
 def tree_cpu_seconds(root: int) -> float | None:
@@ -200,6 +200,16 @@ def bwrap_path() -> str | None:
     if given is not None:
         return given if given and os.access(given, os.X_OK) else None
     return shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
+
+
+def _backoff(total: float = 1.0) -> Iterator[float]:
+    """Pauses between polls for something that is usually over within a few ms (a killed tree
+    being reaped): 1, 2, 4 ... 20 ms, about ``total`` seconds in all."""
+    pause, spent = 0.001, 0.0
+    while spent < total:
+        yield pause
+        spent += pause
+        pause = min(2 * pause, 0.02)
 
 
 class MemoryCgroup:
@@ -331,6 +341,15 @@ class MemoryCgroup:
         got = self._read("memory.limit_in_bytes")
         return got.isdigit() and abs(int(got) - self.limit) <= 1 << 16   # rounded to pages
 
+    def limit_hit(self) -> bool:
+        """Whether the group's usage ever reached its limit (v2 ``memory.events`` max/oom_kill,
+        v1 ``memory.failcnt``): the sandbox ran out of memory, whether or not it showed."""
+        if self.version == 2:
+            counts = dict(line.split() for line in self._read("memory.events").splitlines()
+                          if len(line.split()) == 2)
+            return any(counts.get(k, "0") != "0" for k in ("max", "oom", "oom_kill"))
+        return self._read("memory.failcnt") not in ("", "0")
+
     def describe(self) -> str:
         knob = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
         return f"cgroup v{self.version} {knob}={self.limit >> 20} MB for the whole sandbox"
@@ -346,7 +365,7 @@ class MemoryCgroup:
     def kill_all(self) -> None:
         if self.version == 2 and self._write("cgroup.kill", "1"):
             pass
-        for _ in range(50):
+        for pause in _backoff():
             pids = self.pids()
             if not pids:
                 return
@@ -355,17 +374,17 @@ class MemoryCgroup:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            time.sleep(0.02)
+            time.sleep(pause)
 
     def remove(self) -> None:
-        for _ in range(50):
+        for pause in _backoff():
             try:
                 os.rmdir(self.path)
                 return
             except FileNotFoundError:
                 return
             except OSError:
-                time.sleep(0.02)   # dying processes are still being reaped; sweep() retries later
+                time.sleep(pause)   # dying processes are still being reaped; sweep() retries later
 
 
 def _package_dirs() -> list[tuple[str, str]]:
@@ -408,7 +427,8 @@ class Sandbox:
     def __init__(self, student_dlkit: str | os.PathLike | None = None, limits: Limits | None = None,
                  *, isolate: bool = True, namespaces: bool = True, mode: str = "auto",
                  toolchain: bool = False, ro_dirs: dict[str, str] | None = None,
-                 env: dict[str, str] | None = None, gpu: bool = False) -> None:
+                 env: dict[str, str] | None = None, gpu: bool = False,
+                 memory_cap_mb: int | None = None) -> None:
         self.student_dlkit = None if student_dlkit is None else str(Path(student_dlkit).resolve())
         self.limits = limits or Limits()
         if mode not in MODES:
@@ -429,6 +449,8 @@ class Sandbox:
                 raise ValueError(f"ro_dirs: {inside!r} is not an absolute path inside the sandbox")
         self.extra_env: dict[str, str] = dict(self.limits.env)
         self.extra_env.update(env or {})
+        # a lower limit for the memory cgroup only (the batch's quick pass; see memory_limit_hit)
+        self.memory_cap_mb = memory_cap_mb
         self.proc: subprocess.Popen | None = None
         self.isolation: dict[str, Any] = {}
         self.cgroup: MemoryCgroup | None = None
@@ -597,8 +619,8 @@ class Sandbox:
         self._tmp = tempfile.mkdtemp(prefix="dlkit-sandbox-")
         launch_mode = self._launch_mode = self._choose_mode()
         if launch_mode != "none":
-            self.cgroup = MemoryCgroup.create(f"{os.getpid()}-{id(self):x}-{time.monotonic_ns()}",
-                                              self.limits.memory_mb << 20)
+            mb = min(self.limits.memory_mb, self.memory_cap_mb or self.limits.memory_mb)
+            self.cgroup = MemoryCgroup.create(f"{os.getpid()}-{id(self):x}-{time.monotonic_ns()}", mb << 20)
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         try:
@@ -689,6 +711,10 @@ class Sandbox:
         return (f"no memory cgroup: at most {n} process{'es' if n > 1 else ''} x RLIMIT_AS {per} MB"
                 + ("" if self._uid is not None or self.mode == "none"
                    else " (process cap counts the grader uid's other processes: approximate)"))
+
+    def memory_limit_hit(self) -> bool:
+        """Whether the sandbox's memory cgroup ever reached its limit (False without one)."""
+        return self.cgroup is not None and self.cgroup.limit_hit()
 
     @property
     def alive(self) -> bool:
@@ -850,7 +876,8 @@ class Sandbox:
             self.cgroup = None
 
     def kill(self) -> None:
-        """Kill the worker's whole tree (cgroup, process group, uid); keep the exit status."""
+        """Kill the worker's whole tree (process group, then its memory cgroup, or without one
+        every process of its uid); keep the exit status."""
         if self.proc is None:
             return
         try:
@@ -859,8 +886,9 @@ class Sandbox:
             if exc.errno not in (errno.ESRCH, errno.EPERM):
                 raise
         if self.cgroup is not None:
-            self.cgroup.kill_all()
-        self._kill_uid()
+            self.cgroup.kill_all()      # every process of the tree is in it (none can leave)
+        else:
+            self._kill_uid()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - unkillable process

@@ -30,8 +30,19 @@ def _student_error_text(err: dict, stdout: str = "") -> str:
     return text
 
 
+#: The quick pass's sandbox memory is never below this (Python + numpy + dlkit peak at ~115 MB
+#: of address space).
+MIN_QUICK_MEMORY_MB = 256
+
+
 class SubmissionBudgetExhausted(api.StudentTimeout):
     """The whole submission's time budget (``Limits.submission_s``) is used up."""
+
+
+class Deferred(BaseException):
+    """Quick pass only: the submission's code ran out of a (reduced) budget or crashed its
+    worker, so it is graded again with the full budgets (``str(exc)``: what
+    happened).  A BaseException, so that no check's ``except Exception`` turns it into a score."""
 
 
 class _Clock:
@@ -66,15 +77,28 @@ class Submission:
     ``dlkit``); ``sandbox_options``: keyword arguments for :class:`Sandbox` (contract C:
     ``toolchain``, ``ro_dirs``, ``env``, ``mode``).  The whole grading of the submission (this
     object's life: parsing, every check, compiling) gets ``limits.submission_s`` seconds.
+
+    ``quick``: the batch's quick pass (:meth:`budgets`; the sandbox's memory cgroup gets
+    ``api.QUICK_FRACTION`` of its limit too, at least :data:`MIN_QUICK_MEMORY_MB`): running out
+    of a budget, or a crashed worker, raises :class:`Deferred` instead of scoring.
     """
 
     def __init__(self, cells: dict[str, str], student_dlkit: str | None, limits: Limits,
                  isolate: bool = True, *, policies: dict[str, str] | None = None,
-                 sandbox_options: dict[str, Any] | None = None) -> None:
+                 sandbox_options: dict[str, Any] | None = None, quick: bool = False) -> None:
         self.t_start = time.monotonic()
+        # the cells' analysis has the same budget in both passes (it can score: an unparsable cell)
+        self.cells = analyze_cells(cells, total_s=min(ANALYSIS_TOTAL_S, 0.5 * float(limits.submission_s)))
+        self.quick = quick
+        self.sandbox_options = dict(sandbox_options or {})
+        if quick:
+            # memory: only the cgroup's limit is lowered (where there is one), and reaching it
+            # defers; the processes' RLIMIT_AS stays, so an allocation refused in the quick pass
+            # is refused in the full one too
+            self.sandbox_options.setdefault(
+                "memory_cap_mb", max(MIN_QUICK_MEMORY_MB, int(limits.memory_mb * api.QUICK_FRACTION)))
         self.limits = limits
         self.t_end = self.t_start + float(limits.submission_s)
-        self.cells = analyze_cells(cells, total_s=min(ANALYSIS_TOTAL_S, 0.5 * float(limits.submission_s)))
         self.order = list(self.cells)
         self._index = {g: i for i, g in enumerate(self.order)}
         self._definers: dict[str, list[str]] = {}
@@ -95,7 +119,6 @@ class Submission:
             self.policy[gid] = name
             self.allowed[gid] = None if name is None else tuple(table.get(name, ()))
         self.student_dlkit, self.isolate = student_dlkit, isolate
-        self.sandbox_options = dict(sandbox_options or {})
         self.sandbox: Sandbox | None = None
         self.loaded: set[str] = set()
         self.load_failures: dict[str, str] = {}    # cell -> why its definition killed the worker
@@ -133,6 +156,15 @@ class Submission:
         out = sorted(need, key=self._index.__getitem__)
         self._closures[key] = out
         return list(out)
+
+    def budgets(self, timeout: float, cpu: float) -> tuple[float, float]:
+        """A check's (wall, CPU) budgets in this pass: as declared, or in the quick pass
+        ``api.QUICK_FRACTION`` of its CPU time and of its wall time (at least
+        ``api.QUICK_MIN_WALL_S``, so that a loaded grader does not defer honest code)."""
+        if not self.quick:
+            return timeout, cpu
+        return (min(timeout, max(api.QUICK_MIN_WALL_S, timeout * api.QUICK_FRACTION)),
+                cpu * api.QUICK_FRACTION)
 
     # ---- sandbox lifecycle
     def _new_sandbox(self) -> Sandbox:
@@ -184,12 +216,16 @@ class Submission:
     def _request(self, message: dict, blobs: list[bytes], clock: _Clock,
                  what: str, cells: Any = ()) -> tuple[dict, list[bytes]]:
         """Send one request; ``cells``: the answer cells whose code the request runs."""
+        if self.quick and (clock.left() <= 0 or clock.cpu_left() <= 0 or self.budget_left() <= 0):
+            raise Deferred(f"{what}: the quick pass's time budget is used up")
         if clock.left() <= 0 or clock.cpu_left() <= 0:
             raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.limits_text()}) is used up")
         if self.budget_left() <= 0:
             raise SubmissionBudgetExhausted(f"{what} was not run: the time budget of the whole "
                                             f"submission ({self.limits.submission_s:g} s) is used up")
         sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
+        if self.quick:
+            return self._quick_request(sandbox, message, blobs, clock, what)
         budget, cpu = clock.left(), clock.cpu_left()
         rerun = bool(self.timed_out.intersection(cells))
         if rerun:
@@ -232,6 +268,30 @@ class Submission:
             if tail:
                 msg += "\nLast output:\n" + tail
             raise api.StudentCrash(msg) from None
+        finally:
+            wall = time.monotonic() - t0
+            clock.used += wall
+            clock.cpu_used += wall if sandbox.last_cpu is None else sandbox.last_cpu
+
+    def _quick_request(self, sandbox: Sandbox, message: dict, blobs: list[bytes], clock: _Clock,
+                       what: str) -> tuple[dict, list[bytes]]:
+        """A request of the quick pass: running out of anything defers the submission."""
+        t0 = time.monotonic()
+        budget, cpu = clock.left(), clock.cpu_left()
+        deadline = t0 + min(budget, self.t_end - t0)
+        try:
+            reply = sandbox.request(message, blobs, deadline, cpu_budget=cpu if cpu < budget else None)
+            if sandbox.memory_limit_hit():
+                self.discard_sandbox()
+                raise Deferred(f"{what} reached the quick pass's memory limit")
+            return reply
+        except WorkerTimeout as exc:
+            self.discard_sandbox()
+            raise Deferred(f"{what} ran out of the quick pass's "
+                           f"{'CPU time' if exc.cpu else 'time'}") from None
+        except WorkerCrashed as exc:
+            self.discard_sandbox()
+            raise Deferred(f"{what} crashed its worker in the quick pass ({exc})") from None
         finally:
             wall = time.monotonic() - t0
             clock.used += wall
@@ -302,8 +362,8 @@ class StudentProxy:
 
     def __init__(self, submission: Submission, info: api.CheckInfo | None) -> None:
         self._sub = submission
-        self._timeout = info.timeout if info else api.DEFAULT_TIMEOUT
-        self._cpu = info.cpu if info else api.DEFAULT_CPU
+        self._timeout, self._cpu = submission.budgets(info.timeout if info else api.DEFAULT_TIMEOUT,
+                                                      info.cpu if info else api.DEFAULT_CPU)
         self._clock = _Clock(self._timeout, self._cpu)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:

@@ -12,15 +12,18 @@ submissions per minute for both plus the hidden checks' per-submission time (med
 submissions only (same mix, interleaved) and reports its rate from those.
 Work files go to benchmarks/_work/ (git-ignored) and are removed afterwards unless --keep.
 
-    python benchmarks/autograde.py --hostile-mix [--n 40] [--workers 2]
+    python benchmarks/autograde.py --hostile-mix [--n 40] [--workers 2] [--no-quick-pass]
 
 Hostile mix (issue 10; no nbgrader run): (1) WORST CASE: one batch holding one submission of
 every hostile kind (code: infinite loop in one or in EVERY answer cell, ``os._exit``, memory
 bomb; files: a link to the instructor's notebook, a FIFO, a 1 TB sparse notebook, a 64 MB
 notebook, an unparsable timestamp) reports the seconds each held a grader process
-(``duration_s``; target <= 60 s for any); (2) THROUGHPUT: an all-honest batch of ``--n``
-correct submissions vs a batch of the same size with every 10th submission hostile (kinds in
-turn), as honest submissions graded per minute of batch wall time (target >= 0.9x).
+(``duration_s``, plus its quick pass's when that deferred it; target <= 60 s for any);
+(2) THROUGHPUT: an all-honest batch of ``--n`` correct submissions vs a batch of the same size
+with every 10th submission hostile (kinds in turn): honest submissions graded per minute until
+the last honest one is recorded (its results.json written; target >= 0.9x), and per minute of
+the whole batch's wall time (the hostile ones included).  ``--no-quick-pass`` grades both with
+the batch's single full pass, for comparison.
 
     python benchmarks/autograde.py --scheduler local:1 --scheduler local:2 [--n 100]
 
@@ -151,52 +154,62 @@ def write_course(course: Path, assignment: str, source: Path, subs: list[tuple[s
             (folder / "timestamp.txt").write_text("yesterday, honestly", encoding="utf-8")
 
 
-def run_hostile_mix(assignment: str, source: Path, n: int, workers: int, work: Path) -> None:
+def run_hostile_mix(assignment: str, source: Path, n: int, workers: int, work: Path,
+                    extra: tuple = ()) -> None:
     """The worst case per hostile kind, and honest throughput with 10 % hostile submissions."""
     kinds = list(CODE_KINDS + FILE_KINDS)
     worst_dir = work / "worst"
     subs = make_hostile_mix(source, kinds)
     write_course(worst_dir, assignment, source, subs)
-    elapsed, results = run_ours(worst_dir, assignment, workers)
+    elapsed, results = run_ours(worst_dir, assignment, workers, extra=extra)
     by_student = {r["student"]: r for r in results}
     print(f"worst case ({len(kinds)} hostile kinds, one submission each; {elapsed:.1f} s for the batch):")
     worst = 0.0
     for student, kind, _ in subs:
         r = by_student.get(student, {})
-        held = r.get("duration_s", float("nan"))
+        # a deferred submission held a grader twice: its quick pass, then its full grading
+        held = r.get("duration_s", float("nan")) + ((r.get("quick_pass") or {}).get("duration_s") or 0.0)
         worst = max(worst, held) if held == held else worst
         why = (r.get("output") or "").replace("Your notebook could not be graded: ", "")
         print(f"  {kind:16} held a grader {held:6.1f} s, score {r.get('score', float('nan')):g}/"
               f"{r.get('max_score', float('nan')):g}  {why.splitlines()[0][-60:] if why else ''}")
     print(f"  worst: {worst:.1f} s (target <= 60 s: {'met' if worst <= 60 else 'NOT met'})")
-    rates = {}
+    rates: dict[str, dict[str, float]] = {}
     for label, pattern in (("all honest", ["correct"] * n),
                            ("10% hostile", ["correct" if k % 10 != 9 else kinds[(k // 10) % len(kinds)]
                                             for k in range(n)])):
         folder = work / label.replace(" ", "-").replace("%", "pct")
         subs = make_hostile_mix(source, pattern)
         write_course(folder, assignment, source, subs)
-        elapsed, results = run_ours(folder, assignment, workers)
+        elapsed, results = run_ours(folder, assignment, workers, extra=extra)
         honest = [r for r in results if dict((s, k) for s, k, _ in subs)[r["student"]] == "correct"]
         full = sum(r["score"] == r["max_score"] for r in honest)
-        rates[label] = 60 * len(honest) / elapsed
-        print(f"{label}: {len(results)} submissions in {elapsed:.1f} s; honest ones: {len(honest)} "
-              f"({full} at full marks) = {rates[label]:.0f} honest/min")
-    ratio = rates["10% hostile"] / rates["all honest"]
-    print(f"honest throughput with 10% hostile / all honest: {ratio:.2f}x "
-          f"(target >= 0.9x: {'met' if ratio >= 0.9 else 'NOT met'})")
+        last = max(r["recorded_s"] for r in honest)
+        rates[label] = {"batch": 60 * len(honest) / elapsed, "honest": 60 * len(honest) / last}
+        print(f"{label}: {len(results)} submissions in {elapsed:.1f} s, the last honest one recorded "
+              f"at {last:.1f} s; honest ones: {len(honest)} ({full} at full marks) = "
+              f"{rates[label]['honest']:.0f} honest/min until the last honest one, "
+              f"{rates[label]['batch']:.0f} honest/min of the whole batch")
+    for what, text in (("honest", "until the last honest submission is recorded"),
+                       ("batch", "over the whole batch's wall time")):
+        ratio = rates["10% hostile"][what] / rates["all honest"][what]
+        print(f"honest throughput with 10% hostile / all honest, {text}: {ratio:.2f}x"
+              + (f" (target >= 0.9x: {'met' if ratio >= 0.9 else 'NOT met'})" if what == "honest" else ""))
 
 
 def run_ours(course: Path, assignment: str, workers: int, scheduler: str | None = None,
-             stats: dict | None = None) -> tuple[float, list[dict]]:
+             stats: dict | None = None, extra: tuple = ()) -> tuple[float, list[dict]]:
+    """Grade the course's submissions with ``python -m autograder batch``: (wall seconds, every
+    results.json with ``student`` and ``recorded_s``, when it was written, from the start)."""
     # The gradebook exists before grading in a real course (nbgrader generate_assignment made it),
     # as in the nbgrader run below: create it untimed.
     from autograder.gradebook import _alembic_on_path, default_db_url
     from nbgrader.api import Gradebook
     _alembic_on_path()
     Gradebook(default_db_url(course)).close()
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     engine = ["--scheduler", scheduler] if scheduler and scheduler != "local" else []
+    engine += list(extra)
     proc = subprocess.run([sys.executable, "-m", "autograder", "batch", "--course-dir", str(course),
                            "--assignment", assignment, "--workers", str(workers), "--no-progress", *engine],
                           cwd=str(ROOT), capture_output=True, text=True)
@@ -210,7 +223,8 @@ def run_ours(course: Path, assignment: str, workers: int, scheduler: str | None 
         stats["stderr"] = proc.stderr
     results = []
     for p in sorted((course / "autograded").glob(f"*/{assignment}/results.json")):
-        results.append(dict(json.loads(p.read_text()), student=p.parent.parent.name))
+        results.append(dict(json.loads(p.read_text()), student=p.parent.parent.name,
+                            recorded_s=p.stat().st_mtime - wall0))
     return elapsed, results
 
 
@@ -267,6 +281,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--hostile-mix", action="store_true",
                     help="worst case per hostile kind + honest throughput with 10%% hostile (no nbgrader)")
+    ap.add_argument("--no-quick-pass", action="store_true",
+                    help="--hostile-mix: grade with the batch's --no-quick-pass (one pass, full budgets)")
     ap.add_argument("--scheduler", action="append", default=None, metavar="local|local:N|ADDRESS",
                     help="compare grading engines on the same submissions (repeat: e.g. --scheduler local:1 "
                          "--scheduler local:2); no nbgrader run")
@@ -278,7 +294,8 @@ def main() -> int:
     if args.hostile_mix:
         print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}"
               f" | assignment {assignment}, --workers {args.workers}")
-        run_hostile_mix(assignment, source, args.n, args.workers, work)
+        run_hostile_mix(assignment, source, args.n, args.workers, work,
+                        extra=("--no-quick-pass",) if args.no_quick_pass else ())
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         return 0
