@@ -171,6 +171,9 @@ _UNUSED_PLUGINS = ("cacheprovider", "terminal", "warnings", "doctest", "junitxml
 def _run_checks(folder: Path, plugin: GradingPlugin) -> None:
     import pytest
     args = [str(folder), "-c", _empty_ini(), "--rootdir", str(folder.parent), "--noconftest",
+            # collection starts here: without it pytest lists every entry of the folders above
+            # (the ini file's, e.g. /tmp) for every submission
+            "--confcutdir", str(folder.parent),
             "--import-mode=importlib"]
     for name in _UNUSED_PLUGINS:
         args += ["-p", f"no:{name}"]
