@@ -274,6 +274,7 @@ class _Pool:
 
     def __init__(self, workers: int, initargs: tuple, quick: bool = True) -> None:
         self.initargs, self.quick = initargs, quick
+        self.deferred = 0                 # submissions the quick pass sent to a full pass
         self.executor = self._new(workers)
         self.pending: dict[cf.Future, tuple[Job, str, bool]] = {}
         for _ in range(workers):          # start the processes now: they import while we read
@@ -306,6 +307,7 @@ class _Pool:
                 except Exception as exc:  # noqa: BLE001 - reported, not recorded
                     results, error = None, f"(pool) {type(exc).__name__}: {exc}"
                 if quick and results is not None and _deferred(job, results):
+                    self.deferred += 1
                     self.submit(job, key, within, quick=False)   # behind everything queued
                     continue
                 yield job, key, results, error
@@ -610,6 +612,8 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
                     record(job, _no_notebook_results(assignment, job), key)
                     bar.update(1)
             for job, key, results, error in pool.results(course):
+                if pool.deferred:
+                    bar.set_postfix_str(f"{pool.deferred} graded again with the full budgets", refresh=False)
                 if results is None:
                     failures.append(f"{job.student}: {error}")
                 else:
@@ -628,6 +632,12 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     print(f"graded {graded}, skipped {skipped}, failed {len(failures) + len(unrecorded)} in "
           f"{elapsed:.1f} s{rate}; gradebook: {db_url}", file=sys.stderr)
     print(f"gradebook writes: {TIMINGS['gradebook_s']:.2f} s", file=sys.stderr)
+    again = sorted(job.student for job in jobs if job.quick_pass)
+    if again:
+        print(printable(f"quick pass: {len(again)} submission(s) ran out of a tenth of a budget or crashed, "
+                        f"and were graded with the full budgets after the others (results.json: "
+                        f"quick_pass): {', '.join(again[:10])}{' and more' if len(again) > 10 else ''}"),
+              file=sys.stderr)
     for f in failures:
         print(printable(f"NOT GRADED (nothing recorded): {f}"), file=sys.stderr)
     for f in unrecorded:

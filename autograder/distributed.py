@@ -281,6 +281,7 @@ class DaskEngine:
                  window: int | None = None, log: Any = None, quick: bool = True) -> None:
         distributed = _import_distributed()
         self.quick = quick
+        self.deferred = 0                         # submissions the quick pass sent to a full pass
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         address, n = parse_scheduler(scheduler)
         self.cluster = None
@@ -424,6 +425,7 @@ class DaskEngine:
                 error = f"(dask) {type(exc).__name__}: {exc}"
             else:
                 if "results" in out and quick and _deferred(job, out["results"]):
+                    self.deferred += 1
                     self.queue.append((job, key, within, False))   # full budgets, behind the queue
                     fut.release()
                     continue

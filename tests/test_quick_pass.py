@@ -87,6 +87,9 @@ def test_quick_pass_scores_equal_one_full_pass_and_defers_only_what_ran_out(
             quick.pop("quick_pass")
         assert stable(quick) == stable(full), student
     assert deferred == expect_deferred
+    summary = next(line for line in proc.stderr.splitlines() if line.startswith("quick pass:"))
+    assert f"{len(deferred)} submission(s)" in summary and all(s in summary for s in deferred), summary
+    assert "quick pass:" not in proc_once.stderr
     # the fairness the quick pass must keep: slow or memory-hungry correct answers keep full marks
     for student in ("alice", "slow", "hog", "erin"):
         assert results(cdir, student)["score"] == course.MAX_SCORE, results(cdir, student)
