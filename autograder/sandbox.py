@@ -363,6 +363,7 @@ class MemoryCgroup:
         return [int(p) for p in self._read("cgroup.procs").split() if p.isdigit()]
 
     def kill_all(self) -> None:
+        """SIGKILL every process in the group until it is empty (for about a second)."""
         if self.version == 2 and self._write("cgroup.kill", "1"):
             pass
         for pause in _backoff():
@@ -876,8 +877,7 @@ class Sandbox:
             self.cgroup = None
 
     def kill(self) -> None:
-        """Kill the worker's whole tree (process group, then its memory cgroup, or without one
-        every process of its uid); keep the exit status."""
+        """Kill the worker's whole tree (process group, memory cgroup, uid); keep the exit status."""
         if self.proc is None:
             return
         try:
@@ -886,9 +886,8 @@ class Sandbox:
             if exc.errno not in (errno.ESRCH, errno.EPERM):
                 raise
         if self.cgroup is not None:
-            self.cgroup.kill_all()      # every process of the tree is in it (none can leave)
-        else:
-            self._kill_uid()
+            self.cgroup.kill_all()
+        self._kill_uid()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - unkillable process

@@ -215,17 +215,17 @@ class Submission:
 
     def _request(self, message: dict, blobs: list[bytes], clock: _Clock,
                  what: str, cells: Any = ()) -> tuple[dict, list[bytes]]:
-        """Send one request; ``cells``: the answer cells whose code the request runs."""
-        if self.quick and (clock.left() <= 0 or clock.cpu_left() <= 0 or self.budget_left() <= 0):
-            raise Deferred(f"{what}: the quick pass's time budget is used up")
-        if clock.left() <= 0 or clock.cpu_left() <= 0:
-            raise api.StudentTimeout(f"{what}: the time budget of this check ({clock.limits_text()}) is used up")
-        if self.budget_left() <= 0:
+        """Send one request; ``cells``: the answer cells whose code the request runs.  In the
+        quick pass, running out of anything (or a crash) raises :class:`Deferred` instead."""
+        if clock.left() <= 0 or clock.cpu_left() <= 0 or self.budget_left() <= 0:
+            if self.quick:
+                raise Deferred(f"{what}: the quick pass's time budget is used up")
+            if clock.left() <= 0 or clock.cpu_left() <= 0:
+                raise api.StudentTimeout(
+                    f"{what}: the time budget of this check ({clock.limits_text()}) is used up")
             raise SubmissionBudgetExhausted(f"{what} was not run: the time budget of the whole "
                                             f"submission ({self.limits.submission_s:g} s) is used up")
         sandbox = self._ensure_sandbox()           # (re)starting a worker costs no check time
-        if self.quick:
-            return self._quick_request(sandbox, message, blobs, clock, what)
         budget, cpu = clock.left(), clock.cpu_left()
         rerun = bool(self.timed_out.intersection(cells))
         if rerun:
@@ -237,9 +237,16 @@ class Submission:
         by_submission = self.t_end - t0 < budget
         deadline = t0 + min(budget, self.t_end - t0)
         try:
-            return sandbox.request(message, blobs, deadline, cpu_budget=cpu if cpu < budget else None)
+            reply = sandbox.request(message, blobs, deadline, cpu_budget=cpu if cpu < budget else None)
+            if self.quick and sandbox.memory_limit_hit():
+                self.discard_sandbox()
+                raise Deferred(f"{what} reached the quick pass's memory limit")
+            return reply
         except WorkerTimeout as exc:
             self.discard_sandbox()
+            if self.quick:
+                raise Deferred(f"{what} ran out of the quick pass's "
+                               f"{'CPU time' if exc.cpu else 'time'}") from None
             if by_submission and not exc.cpu:
                 raise SubmissionBudgetExhausted(
                     f"{what} did not finish before the time budget of the whole submission "
@@ -260,6 +267,8 @@ class Submission:
         except WorkerCrashed as exc:
             tail = sandbox.output_tail()[-600:]
             self.discard_sandbox()
+            if self.quick:
+                raise Deferred(f"{what} crashed its worker in the quick pass ({exc})") from None
             self.timed_out.update(cells)
             msg = (f"{what} crashed the process running your code: {exc}. Common causes: "
                    "sys.exit()/os._exit()/quit(), using more than "
@@ -268,30 +277,6 @@ class Submission:
             if tail:
                 msg += "\nLast output:\n" + tail
             raise api.StudentCrash(msg) from None
-        finally:
-            wall = time.monotonic() - t0
-            clock.used += wall
-            clock.cpu_used += wall if sandbox.last_cpu is None else sandbox.last_cpu
-
-    def _quick_request(self, sandbox: Sandbox, message: dict, blobs: list[bytes], clock: _Clock,
-                       what: str) -> tuple[dict, list[bytes]]:
-        """A request of the quick pass: running out of anything defers the submission."""
-        t0 = time.monotonic()
-        budget, cpu = clock.left(), clock.cpu_left()
-        deadline = t0 + min(budget, self.t_end - t0)
-        try:
-            reply = sandbox.request(message, blobs, deadline, cpu_budget=cpu if cpu < budget else None)
-            if sandbox.memory_limit_hit():
-                self.discard_sandbox()
-                raise Deferred(f"{what} reached the quick pass's memory limit")
-            return reply
-        except WorkerTimeout as exc:
-            self.discard_sandbox()
-            raise Deferred(f"{what} ran out of the quick pass's "
-                           f"{'CPU time' if exc.cpu else 'time'}") from None
-        except WorkerCrashed as exc:
-            self.discard_sandbox()
-            raise Deferred(f"{what} crashed its worker in the quick pass ({exc})") from None
         finally:
             wall = time.monotonic() - t0
             clock.used += wall
