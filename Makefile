@@ -97,9 +97,9 @@ release: $(VENV)/.installed-base
 	$(PY) -m autograder release --out release
 
 grade: $(VENV)/.installed-base $(if $(SCHEDULER),$(VENV)/.installed-cluster)
-	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<id> [COURSE=.] [WORKERS=2] [SCHEDULER=tcp://host:8786|local:N]"; exit 2; }
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=<id> [COURSE=.] [WORKERS=2] [SCHEDULER=tcp://host:8786|local:N] [QUICK_PASS=0]"; exit 2; }
 	$(PY) -m autograder batch --course-dir $(or $(COURSE),.) --assignment $(ASSIGNMENT) --workers $(WORKERS) \
-		$(if $(SCHEDULER),--scheduler $(SCHEDULER))
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(filter 0 no false,$(QUICK_PASS)),--no-quick-pass)
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/run_all.py
