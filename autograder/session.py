@@ -7,6 +7,7 @@ a hidden check gets as ``student`` (:class:`autograder.api.Student`).
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -339,6 +340,12 @@ class Submission:
         return a, k, blobs
 
 
+@functools.lru_cache(maxsize=256)
+def _driver_uses(driver_source: str) -> frozenset[str]:
+    """Names a check's driver reads (its trusted text: parsed once per process, not per call)."""
+    return frozenset(analyze_cell("<driver>", driver_source).uses)
+
+
 class StudentProxy:
     """The ``student`` fixture of one check (see :class:`autograder.api.Student`).
 
@@ -366,7 +373,7 @@ class StudentProxy:
 
     def run(self, driver_source: str, entry: str, *args: Any, **kwargs: Any) -> Any:
         sub = self._sub
-        uses = analyze_cell("<driver>", driver_source).uses   # the check's own (trusted) text
+        uses = _driver_uses(driver_source)         # the check's own (trusted) text
         # a driver may also name its target in an argument (`globals().get(name)`)
         uses = set(uses) | {v for v in (*args, *kwargs.values()) if type(v) is str}
         roots = sorted({g for name in uses for g in sub.cells_defining(name)}, key=sub.order.index)
