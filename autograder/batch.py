@@ -514,7 +514,7 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     cluster of N worker processes; :mod:`autograder.distributed`) instead of ``workers`` local
     processes; ``allow_weak_isolation``: let Dask workers without namespaces grade.
     ``record_every``: graded submissions written per gradebook session and commit.
-    ``quick_pass``: grade every submission first with a fifth of every budget
+    ``quick_pass``: grade every submission first with a tenth of every budget
     (``api.QUICK_FRACTION``) and the ones that run out of one, or crash, again with the full
     budgets after all the others, so that hostile or runaway code delays no honest submission
     (False: one pass with the full budgets).  Scores are the same either way.

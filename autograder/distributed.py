@@ -23,8 +23,10 @@ the course folder.
 Exactly once:
 
 * a task's key is deterministic: ``dlkit-grade-<assignment>-<student>-<submission hash>-<checks
-  fingerprint>`` (:func:`task_key`), so a client that reconnects to a cluster still running the same
-  submission attaches to that task instead of grading it twice;
+  fingerprint>`` (:func:`task_key`; ``-quick`` for the batch's quick pass, whose deferred
+  submissions are queued again, with the full budgets, behind every other task), so a client that
+  reconnects to a cluster still running the same submission attaches to that task instead of
+  grading it twice;
 * at most ``window`` tasks are in flight (``4 x workers + 4``): memory on the scheduler stays
   bounded whatever the course size;
 * each future is RELEASED right after its result was recorded (the batch asks for the next one);
