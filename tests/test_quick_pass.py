@@ -86,6 +86,8 @@ def test_quick_pass_scores_equal_one_full_pass_and_defers_only_what_ran_out(
             assert quick["quick_pass"]["deferred"], quick["quick_pass"]
             quick.pop("quick_pass")
         assert stable(quick) == stable(full), student
+        assert ("budgets" in results(cdir, student)["sandbox"]) == (student not in deferred)
+        assert "budgets" not in full["sandbox"]
     assert deferred == expect_deferred
     summary = next(line for line in proc.stderr.splitlines() if line.startswith("quick pass:"))
     assert f"{len(deferred)} submission(s)" in summary and all(s in summary for s in deferred), summary
