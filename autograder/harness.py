@@ -88,12 +88,15 @@ def grade(assignment: str, notebook: str | os.PathLike, *, checks_root: str | os
     cells, reason = (None, problem) if problem is not None else read_answer_cells(raw, path.name)
     fatal = None if reason is None else f"Your notebook could not be graded: {reason}"
     kit = None if student_dlkit is None else str(student_dlkit)
+
+    def session(c: dict[str, str]) -> Submission:
+        return Submission(c, kit, limits, isolate, quick=quick)
+
     early: list[Submission] = []
     if cells is not None and fatal is None:
-        early.append(Submission(cells, kit, limits, isolate, quick=quick))
+        early.append(session(cells))
         early[0].prestart()
-    plugin = GradingPlugin(assignment, cells, fatal,
-                           lambda c: early[0] if early else Submission(c, kit, limits, isolate, quick=quick))
+    plugin = GradingPlugin(assignment, cells, fatal, lambda c: early[0] if early else session(c))
     try:
         run_checks(folder, plugin)
     finally:
