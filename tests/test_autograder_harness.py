@@ -18,6 +18,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE / "adversarial"))
 
 import course  # noqa: E402
+from hostile import children_holding_memory  # noqa: E402
 from autograder import api  # noqa: E402
 from autograder import wire  # noqa: E402
 from autograder.base import graded_names  # noqa: E402
@@ -435,7 +436,7 @@ def test_cpu_budget_stops_a_loop_early_and_spares_code_that_waits() -> None:
     cells = {"spin": "def spin():\n    while True:\n        pass\n",
              "nap": "import time\ndef nap():\n    time.sleep(1.5)\n    return 'rested'\n"}
     sub = Submission(cells, None, Limits())
-    info = api.CheckInfo("f", 1.0, api.DEFAULT_TIMEOUT, api.DEFAULT_CPU)
+    info = _info(api.DEFAULT_TIMEOUT)        # the default budgets: 5 s of wall, 1 s of CPU
     try:
         if tree_cpu_seconds(os.getpid()) is None:
             pytest.skip("/proc cannot tell CPU time here: only wall clocks apply")
@@ -455,7 +456,7 @@ def test_function_that_killed_its_worker_gets_short_budgets_later() -> None:
                      "    for i in range(10 ** 8):\n        s += i\n    return s\n",
              "fine": "import os\ndef fine(n):\n    if n:\n        os._exit(3)\n    return 7\n"}
     sub = Submission(cells, None, Limits())
-    info = api.CheckInfo("f", 1.0, api.DEFAULT_TIMEOUT, api.DEFAULT_CPU)
+    info = _info(api.DEFAULT_TIMEOUT)        # the default budgets: 5 s of wall, 1 s of CPU
     try:
         if tree_cpu_seconds(os.getpid()) is None:
             pytest.skip("/proc cannot tell CPU time here")
@@ -607,34 +608,7 @@ def test_memory_budget_holds_for_the_whole_tree() -> None:
     Each child reports once it holds its 200 MB; what counts is how many of those are still
     alive at the end.  (Counting reports alone raced under load: the OOM killer may take a child
     after it reported, so three reports arrive while at most two children ever held memory.)"""
-    src = (
-        "def hold():\n"
-        "    import os, time\n"
-        "    r, w = os.pipe()\n"
-        "    pids = []\n"
-        "    for _ in range(3):\n"
-        "        try:\n"
-        "            pid = os.fork()\n"
-        "        except OSError:\n"
-        "            break\n"
-        "        if pid == 0:\n"
-        "            try:\n"
-        "                b = b'x' * (200 << 20)\n"
-        "                os.write(w, b'1')\n"
-        "                time.sleep(10)\n"
-        "            finally:\n"
-        "                os._exit(0)\n"
-        "        pids.append(pid)\n"
-        "    os.close(w)\n"
-        "    got, t0 = b'', time.time()\n"
-        "    os.set_blocking(r, False)\n"
-        "    while len(got) < 3 and time.time() - t0 < 3:\n"
-        "        try:\n"
-        "            got += os.read(r, 8) or b''\n"
-        "        except BlockingIOError:\n"
-        "            time.sleep(0.05)\n"
-        "    alive = sum(1 for p in pids if os.waitpid(p, os.WNOHANG) == (0, 0))\n"
-        "    return min(len(got), alive)\n")
+    src = children_holding_memory("hold()", 200, sleep_s=10, wait_s=3, returns="held")
     with Sandbox(None, Limits(memory_mb=400)) as sb:
         assert sb.isolation["memory"].startswith(("cgroup", "no memory cgroup: at most 1 process")), sb.isolation
         try:

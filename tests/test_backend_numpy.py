@@ -148,7 +148,9 @@ def _reference_adam(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, step, bi
         g = g + weight_decay * p
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g * g
-    mh, vh = (m / (1 - beta1 ** step), v / (1 - beta2 ** step)) if bias_correction else (m, v)
+    mh, vh = m, v
+    if bias_correction:
+        mh, vh = m * (1.0 / (1 - beta1 ** step)), v * (1.0 / (1 - beta2 ** step))
     return p - lr * mh / (vh ** 0.5 + eps), m, v
 
 

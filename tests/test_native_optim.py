@@ -22,6 +22,7 @@ import pytest
 import dlkit
 from dlkit import optim
 from dlkit.backend import numpy_backend as nb
+from test_backend_numpy import _reference_adam  # the readable Adam step, operation by operation
 
 pytestmark = pytest.mark.usefixtures("numpy_backend")
 
@@ -193,20 +194,6 @@ def test_numpy_passes_agree_to_rounding(numpy_passes, name, dtype, rtol):
         np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
-def _reference(p, g, m, v, *, lr, beta1, beta2, eps, weight_decay, step, bias_correction, decoupled):
-    """The readable step's operations in numpy (fresh arrays)."""
-    if weight_decay and decoupled:
-        p = p * (1 - lr * weight_decay)
-    elif weight_decay:
-        g = g + weight_decay * p
-    m = beta1 * m + (1 - beta1) * g
-    v = beta2 * v + (1 - beta2) * g * g
-    mh, vh = m, v
-    if bias_correction:
-        mh, vh = m * (1.0 / (1 - beta1 ** step)), v * (1.0 / (1 - beta2 ** step))
-    return p - lr * mh / (vh ** 0.5 + eps), m, v
-
-
 KW = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1, bias_correction=True, decoupled=False)
 
 
@@ -247,7 +234,7 @@ def test_arrays_the_kernel_does_not_take_go_through_numpy(kernel_calls, layout):
     rp, rm, rv = p.copy(), m.copy(), v.copy()
     for t in range(1, 4):
         nb.NumpyBackend().adam_step(p, g, m, v, step=t, **KW)
-        rp, rm, rv = _reference(rp, g.astype(p.dtype), rm, rv, step=t, **KW)
+        rp, rm, rv = _reference_adam(rp, g.astype(p.dtype), rm, rv, step=t, **KW)
         np.testing.assert_allclose(p, rp, rtol=2e-6, atol=0)
         np.testing.assert_allclose(m, rm, rtol=2e-6, atol=0)
         np.testing.assert_allclose(v, rv, rtol=2e-6, atol=0)
@@ -264,7 +251,7 @@ def test_backend_kernel_equals_the_formula_exactly(kernel_calls):
             for t in range(1, 12):
                 g = rng.standard_normal(p.shape).astype(dtype)
                 nb.NumpyBackend().adam_step(p, g, m, v, step=t, **kw)
-                rp, rm, rv = _reference(rp, g, rm, rv, step=t, **kw)
+                rp, rm, rv = _reference_adam(rp, g, rm, rv, step=t, **kw)
             np.testing.assert_array_equal(p, rp)
             np.testing.assert_array_equal(m, rm)
             np.testing.assert_array_equal(v, rv)

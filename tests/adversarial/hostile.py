@@ -212,13 +212,13 @@ SLEEPER = "777.25"    # children of escaped_children_are_killed run `sleep 777.2
 MAGICS_200KB = ("%time y = 1\n" * 30 + "z = 1\n" * 32_000)[:199_000 - len(SCALE_OK) - 1] + "\n" + SCALE_OK
 CHAIN = 12_000
 
-H2_CASES: dict[str, Case] = {
-    # memory: three children each touching 600 MB would hold 1.8 GB against the 1536 MB budget of
-    # the whole tree (each is under its own 1536 MB RLIMIT_AS): only a per-tree limit stops it;
-    # the answer is right only if all three held their memory at once (still alive at the end:
-    # the OOM killer may take a child after it reported).
-    "memory_held_by_children": Case(with_cells(count=(
-        "def count(widths):\n"
+def children_holding_memory(signature: str, mb: int, *, sleep_s: float, wait_s: float, returns: str) -> str:
+    """Source of a function ``signature`` that forks three children, each touching ``mb`` MB and
+    reporting once it holds it; ``held`` is how many reported AND are still alive after up to
+    ``wait_s`` seconds (counting reports alone races: the OOM killer may take a child after it
+    reported); the function returns the expression ``returns``."""
+    return (
+        f"def {signature}:\n"
         "    import os, time\n"
         "    r, w = os.pipe()\n"
         "    kids = []\n"
@@ -229,23 +229,33 @@ H2_CASES: dict[str, Case] = {
         "            break\n"
         "        if pid == 0:\n"
         "            try:\n"
-        "                block = b'x' * (600 << 20)\n"
+        f"                block = b'x' * ({mb} << 20)\n"
         "                os.write(w, b'1')\n"
-        "                time.sleep(20)\n"
+        f"                time.sleep({sleep_s})\n"
         "            finally:\n"
         "                os._exit(0)\n"
         "        kids.append(pid)\n"
         "    os.close(w)\n"
-        "    held, t0 = b'', time.time()\n"
+        "    got, t0 = b'', time.time()\n"
         "    os.set_blocking(r, False)\n"
-        "    while len(held) < 3 and time.time() - t0 < 2.5:\n"
+        f"    while len(got) < 3 and time.time() - t0 < {wait_s}:\n"
         "        try:\n"
-        "            held += os.read(r, 8) or b''\n"
+        "            got += os.read(r, 8) or b''\n"
         "        except BlockingIOError:\n"
         "            time.sleep(0.05)\n"
         "    alive = sum(1 for p in kids if os.waitpid(p, os.WNOHANG) == (0, 0))\n"
-        "    held = min(len(held), alive)\n"
-        "    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:])) if held >= 3 else -held\n")),
+        "    held = min(len(got), alive)\n"
+        f"    return {returns}\n")
+
+
+H2_CASES: dict[str, Case] = {
+    # memory: three children each touching 600 MB would hold 1.8 GB against the 1536 MB budget of
+    # the whole tree (each is under its own 1536 MB RLIMIT_AS): only a per-tree limit stops it;
+    # the answer is right only if all three held their memory at once (still alive at the end:
+    # the OOM killer may take a child after it reported).
+    "memory_held_by_children": Case(with_cells(count=children_holding_memory(
+        "count(widths)", 600, sleep_s=20, wait_s=2.5,
+        returns="sum(a * b + b for a, b in zip(widths[:-1], widths[1:])) if held >= 3 else -held")),
         zero=("count",)),
     # children that leave the process group and the session, then exec a recognisable sleep: the
     # answer is right, so full marks, but nothing may be left running after the batch.
