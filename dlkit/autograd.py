@@ -494,11 +494,11 @@ def _free_graph(grads: dict[Tensor, Tensor]) -> None:
             node._op, node._inputs = FreedOp(node._op), ()
 
 
+# BEGIN WITHHELD: the instructor engine's lean sweep is a backward_sweep (a graded piece)
 def _is_leaf(t: Tensor) -> bool:
     return t._op is None
 
 
-# BEGIN WITHHELD: the instructor engine's lean sweep is a backward_sweep (a graded piece)
 def _lean_sweep(output: Tensor, out_grad: Tensor, create_graph: bool, free: bool,
                 keep: Any, who: str = "backward()") -> dict[Tensor, Tensor]:
     """``backward_sweep`` for callers that need only some gradients (``Tensor.backward``: the
