@@ -17,8 +17,8 @@ The kit's ``nbgrader_config.py`` puts these into ``Autograde.autograde_preproces
 
 nbgrader's own ``AssignLatePenalties`` runs after them (its ``LateSubmissionPlugin``, configured in
 ``nbgrader_config.py``), so late penalties are nbgrader's.  Sandbox limits come from the config:
-``c.DlkitGrader.memory_mb = 2048``, ``c.DlkitGrader.submission_s = 120``, ... (see
-:func:`limits_from_config` for ``make grade``).
+``c.DlkitGrader.memory_mb = 2048``, ``c.DlkitGrader.submission_s = 120``, ... (the traits of
+:class:`autograder.budgets.SandboxBudgets`, which ``make grade`` reads without nbgrader).
 """
 from __future__ import annotations
 
@@ -33,17 +33,14 @@ import nbformat
 from nbconvert.exporters import NotebookExporter
 from nbgrader import utils as nbutils
 from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, Unicode
 
 from . import gradebook as gbook
+from .budgets import SandboxBudgets
 from .feedback import atomic_write, check_messages, ensure_release_files, show_check_results
 from .sanitize import formgrader_notebook
 
-__all__ = ["DlkitGrader", "SaveCheckResults", "SafeNotebookExporter", "NormalizeMetadata",
-           "limits_from_config", "LIMIT_TRAITS"]
-
-#: sandbox limits (fields of :class:`autograder.sandbox.Limits`) settable as ``c.DlkitGrader.<name>``
-LIMIT_TRAITS = ("memory_mb", "submission_s", "cpu_s", "nproc", "fsize_mb", "tmpfs_mb", "start_timeout_s")
+__all__ = ["DlkitGrader", "SaveCheckResults", "SafeNotebookExporter", "NormalizeMetadata"]
 
 _KIT: dict[str, str] = {}
 
@@ -131,8 +128,9 @@ class NormalizeMetadata(NbGraderPreprocessor):
         return nb, resources
 
 
-class DlkitGrader(NbGraderPreprocessor):
-    """Grade the submission with the sandboxed hidden checks (replaces nbgrader's Execute)."""
+class DlkitGrader(NbGraderPreprocessor, SandboxBudgets):
+    """Grade the submission with the sandboxed hidden checks (replaces nbgrader's Execute); the
+    sandbox budgets are :class:`~autograder.budgets.SandboxBudgets`' traits."""
 
     checks_root = Unicode(None, allow_none=True,
                           help="folder holding <assignment>/test_*.py (default: the kit's autograder/)"
@@ -141,18 +139,6 @@ class DlkitGrader(NbGraderPreprocessor):
                             help="directory holding the student edition's dlkit (default: built once)"
                             ).tag(config=True)
     isolate = Bool(True, help="OS isolation of the sandbox (False: debugging only)").tag(config=True)
-    memory_mb = Integer(None, allow_none=True, help="memory of the whole sandbox tree (MB)").tag(config=True)
-    submission_s = Float(None, allow_none=True, help="wall budget of one submission's grading (s)").tag(config=True)
-    cpu_s = Integer(None, allow_none=True, help="CPU seconds of each sandbox process").tag(config=True)
-    nproc = Integer(None, allow_none=True, help="processes/threads of the sandbox").tag(config=True)
-    fsize_mb = Integer(None, allow_none=True, help="largest file the sandbox may write (MB)").tag(config=True)
-    tmpfs_mb = Integer(None, allow_none=True, help="size of the sandbox's scratch folders (MB)").tag(config=True)
-    start_timeout_s = Float(None, allow_none=True, help="sandbox start timeout (s)").tag(config=True)
-
-    def limits(self) -> Any:
-        from .sandbox import Limits
-        given = {k: getattr(self, k) for k in LIMIT_TRAITS if getattr(self, k) is not None}
-        return Limits(**given)
 
     def _submitted(self, resources: dict) -> tuple[Path, Path]:
         """(course root, submitted notebook path) of the notebook being autograded."""
@@ -244,18 +230,3 @@ class SaveCheckResults(SaveAutoGrades):
             gbook.set_comments(gb, snb, found["comments"])
             gb.db.commit()
         return nb, resources
-
-
-def limits_from_config(course_dir: str | os.PathLike) -> Any:
-    """The sandbox :class:`~autograder.sandbox.Limits` set in ``course_dir/nbgrader_config.py``
-    (``c.DlkitGrader.<limit>``); the defaults where it sets none (what ``make grade`` uses)."""
-    from .sandbox import Limits
-    path = Path(course_dir) / "nbgrader_config.py"
-    if not path.is_file():
-        return Limits()
-    from traitlets.config.loader import PyFileConfigLoader
-    try:
-        cfg = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
-    except Exception:  # noqa: BLE001 - a broken config: nbgrader itself reports it
-        return Limits()
-    return DlkitGrader(config=cfg).limits()

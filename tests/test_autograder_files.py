@@ -572,3 +572,26 @@ def test_a_dying_grader_process_costs_only_its_submission(tmp_path: Path, templa
 
 def _results_in(cdir: Path, student: str) -> dict:
     return json.loads((cdir / "autograded" / student / ID / "results.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-30 12:00:00.000000 UTC", "2026-11-30 12:00:00 +0100", "2026-11-30 12:00:00 -0530",
+    "2026-11-30 12:00:00 Europe/Berlin", "2026-11-30 12:00:00 America/New_York",
+    "2026-11-30T12:00:00Z", "2026-11-30T12:00:00+02:00", "2026-11-30", "30 Nov 2026 12:00",
+    "2026-11-30 12:00:00 NotAZone", "2026-11-30 12:00:00 Z", "2026-13-40 12:00:00",
+    "not a time", "2026-11-30 25:00:00 UTC", "a b c d", "12:00", "1e308", "9" * 40, "2026-11-30 12:00:00 UTC x",
+])
+def test_timestamps_are_judged_as_nbgrader_judges_them(text: str) -> None:
+    """The batch checks timestamp.txt without importing nbgrader (2.4 s of CPU before the first
+    submission could be sent): its parser must accept and refuse exactly what nbgrader's
+    ``parse_utc`` (which the gradebook applies later) accepts and refuses, with the same time."""
+    from nbgrader.utils import parse_utc
+
+    from autograder.batch import _parse_utc
+
+    def outcome(fn):
+        try:
+            return ("ok", fn(text))
+        except Exception as exc:  # noqa: BLE001 - dateutil raises several types
+            return ("refused", type(exc).__name__)
+    assert outcome(_parse_utc) == outcome(parse_utc)

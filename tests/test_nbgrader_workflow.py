@@ -409,7 +409,8 @@ def test_student_lab_has_student_tools_not_instructor_tools(tmp_path: Path) -> N
 
 
 def test_sandbox_limits_come_from_nbgrader_config(tmp_path: Path) -> None:
-    from autograder.preprocessors import limits_from_config
+    from autograder.base import HarnessError
+    from autograder.budgets import limits_from_config
     from autograder.sandbox import Limits
     assert limits_from_config(tmp_path) == Limits()
     (tmp_path / "nbgrader_config.py").write_text(
@@ -417,3 +418,17 @@ def test_sandbox_limits_come_from_nbgrader_config(tmp_path: Path) -> None:
     got = limits_from_config(tmp_path)
     assert (got.memory_mb, got.submission_s, got.cpu_s) == (2048, 90.5, Limits().cpu_s)
     assert limits_from_config(ROOT) == Limits()        # the kit's own config sets none
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.DlkitGrader.memory_mb = 'lots'\n")
+    with pytest.raises(HarnessError, match="memory_mb"):
+        limits_from_config(tmp_path)
+
+
+def test_sandbox_limits_are_read_without_nbgrader(tmp_path: Path) -> None:
+    """The batch's client and its pool processes learn the budgets without importing nbgrader,
+    nbconvert or nbformat (1.5 s of CPU before a Dask batch could send its first submission)."""
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.DlkitGrader.cpu_s = 7\n")
+    code = ("import sys; from autograder.budgets import limits_from_config; "
+            f"assert limits_from_config({str(tmp_path)!r}).cpu_s == 7; "
+            "print(sorted(m for m in ('nbgrader', 'nbconvert', 'nbformat') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
