@@ -143,7 +143,7 @@ def _scratch() -> Path:
 def _limits_of(course: Any) -> Any:
     """The sandbox limits ``course``'s nbgrader_config.py sets (the batch's local pool uses the
     same), or None for the defaults."""
-    from .preprocessors import limits_from_config
+    from .budgets import limits_from_config
     return limits_from_config(course) if course is not None else None
 
 
@@ -290,8 +290,11 @@ class DaskEngine:
         if address is None:
             import dask
             # each worker holds only the task it runs: a submission that kills its worker then
-            # takes down no other submission queued there (see the module docstring)
-            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            # takes down no other submission queued there (see the module docstring); and no
+            # statistical profiler sampling every thread's stack each 10 ms (1.1 s of a worker's
+            # CPU in a batch of 100; the README says how to turn it off on `dask worker` hosts)
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0,
+                                  "distributed.worker.profile.enabled": False}):
                 self.cluster = distributed.LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, silence_logs=40)
