@@ -25,14 +25,18 @@ the last honest one is recorded (its results.json written; target >= 0.9x), and 
 the whole batch's wall time (the hostile ones included).  ``--no-quick-pass`` grades both with
 the batch's single full pass, for comparison.
 
-    python benchmarks/autograde.py --scheduler local:1 --scheduler local:2 [--n 100]
+    python benchmarks/autograde.py --scheduler local:1 --scheduler local:2 [--n 100] [--pin]
 
 Engines (issue 14; no nbgrader run): the same submissions graded once per ``--scheduler`` (a fresh
 copy of the course each time; ``local`` = the local process pool with ``--workers``, ``local:N`` =
 an in-process Dask cluster of N worker processes, or a scheduler address): submissions per minute
 of batch wall time (cluster start-up included), the throughput ratio of each engine to the first
-(target >= 1.8x for local:2 vs local:1 on 2 idle cores), and the gradebook-write share of wall
-time (the batch's own ``gradebook writes`` figure; target <= 5 %).
+(target >= 1.8x for local:2 vs local:1 on 2 idle cores), the gradebook-write share of wall
+time (the batch's own ``gradebook writes`` figure; target <= 5 %), and how many cores the machine
+kept busy during each batch (one worker keeps more than one busy: its sandbox starts while pytest
+does, and the client records while the worker grades; the first engine's figure bounds what any
+engine can gain on this machine).  ``--pin`` runs each engine on one core per worker (``local:N``
+on CPUs 0..N-1, its client and sandboxes included): scaling with cores.
 """
 from __future__ import annotations
 
@@ -197,23 +201,42 @@ def run_hostile_mix(assignment: str, source: Path, n: int, workers: int, work: P
               + (f" (target >= 0.9x: {'met' if ratio >= 0.9 else 'NOT met'})" if what == "honest" else ""))
 
 
+def busy_core_seconds() -> float:
+    """CPU time the whole machine has spent busy (all cores, /proc/stat), in seconds."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def engine_cores(engine: str, workers: int) -> int:
+    """The cores ``--pin`` gives an engine: one per worker process."""
+    if engine == "local":
+        return workers
+    return int(engine.partition(":")[2] or 1) if engine.startswith("local") else os.cpu_count() or 1
+
+
 def run_ours(course: Path, assignment: str, workers: int, scheduler: str | None = None,
-             stats: dict | None = None, extra: tuple = ()) -> tuple[float, list[dict]]:
+             stats: dict | None = None, extra: tuple = (), cpus: set[int] | None = None,
+             ) -> tuple[float, list[dict]]:
     """Grade the course's submissions with ``python -m autograder batch``: (wall seconds, every
-    results.json with ``student`` and ``recorded_s``, when it was written, from the start)."""
+    results.json with ``student`` and ``recorded_s``, when it was written, from the start).
+    ``cpus``: run the batch (and every process it starts) on those CPUs only; ``stats`` gets the
+    gradebook-write seconds and the machine's busy core-seconds during the batch."""
     # The gradebook exists before grading in a real course (nbgrader generate_assignment made it),
     # as in the nbgrader run below: create it untimed.
     from autograder.gradebook import _alembic_on_path, default_db_url
     from nbgrader.api import Gradebook
     _alembic_on_path()
     Gradebook(default_db_url(course)).close()
-    t0, wall0 = time.perf_counter(), time.time()
+    t0, wall0, busy0 = time.perf_counter(), time.time(), busy_core_seconds()
     engine = ["--scheduler", scheduler] if scheduler and scheduler != "local" else []
     engine += list(extra)
     proc = subprocess.run([sys.executable, "-m", "autograder", "batch", "--course-dir", str(course),
                            "--assignment", assignment, "--workers", str(workers), "--no-progress", *engine],
-                          cwd=str(ROOT), capture_output=True, text=True)
+                          cwd=str(ROOT), capture_output=True, text=True,
+                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     elapsed = time.perf_counter() - t0
+    busy = busy_core_seconds() - busy0
     if proc.returncode != 0:
         raise SystemExit(f"autograder batch failed:\n{proc.stderr[-3000:]}")
     if stats is not None:
@@ -221,6 +244,7 @@ def run_ours(course: Path, assignment: str, workers: int, scheduler: str | None 
         m = re.search(r"^gradebook writes: ([0-9.]+) s", proc.stderr, re.MULTILINE)
         stats["gradebook_s"] = float(m.group(1)) if m else float("nan")
         stats["stderr"] = proc.stderr
+        stats["busy_core_s"] = busy
     results = []
     for p in sorted((course / "autograded").glob(f"*/{assignment}/results.json")):
         results.append(dict(json.loads(p.read_text()), student=p.parent.parent.name,
@@ -229,21 +253,30 @@ def run_ours(course: Path, assignment: str, workers: int, scheduler: str | None 
 
 
 def run_engines(assignment: str, source: Path, subs: list, engines: list[str], workers: int,
-                work: Path) -> None:
-    """The same submissions graded by each engine: throughput, ratio to the first, gradebook share."""
+                work: Path, pin: bool = False) -> None:
+    """The same submissions graded by each engine: throughput, ratio to the first, gradebook
+    share, and how many cores the machine kept busy meanwhile.  ``pin``: each engine runs on one
+    core per worker process (``local:N`` on CPUs 0..N-1), the whole batch included."""
     first = None
     for i, engine in enumerate(engines):
         folder = work / f"engine-{i}"
         write_course(folder, assignment, source, subs)
         stats: dict = {}
-        elapsed, results = run_ours(folder, assignment, workers, scheduler=engine, stats=stats)
+        cpus = set(range(engine_cores(engine, workers))) if pin else None
+        elapsed, results = run_ours(folder, assignment, workers, scheduler=engine, stats=stats, cpus=cpus)
         rate = 60 * len(results) / elapsed
         first = first or rate
         share = stats["gradebook_s"] / elapsed
         label = f"--workers {workers}" if engine == "local" else f"--scheduler {engine}"
+        label += f" on {len(cpus)} core(s)" if cpus else ""
+        cores = stats["busy_core_s"] / elapsed
         print(f"{label}: {len(results)} graded in {elapsed:.1f} s = {rate:.1f} submissions/min "
               f"({rate / first:.2f}x the first); gradebook writes {stats['gradebook_s']:.2f} s = "
-              f"{100 * share:.1f} % of wall time")
+              f"{100 * share:.1f} % of wall time; the machine kept {cores:.2f} of {os.cpu_count()} "
+              f"cores busy")
+        if i == 0 and not pin and cores > 1.0:
+            print(f"  (with the same CPU per submission, an engine on {os.cpu_count()} cores can be at "
+                  f"most {os.cpu_count() / cores:.2f}x this one: it already keeps {cores:.2f} busy)")
         scores = sorted((r["student"], r["score"]) for r in results)
         if i == 0:
             reference = scores
@@ -286,6 +319,9 @@ def main() -> int:
     ap.add_argument("--scheduler", action="append", default=None, metavar="local|local:N|ADDRESS",
                     help="compare grading engines on the same submissions (repeat: e.g. --scheduler local:1 "
                          "--scheduler local:2); no nbgrader run")
+    ap.add_argument("--pin", action="store_true",
+                    help="--scheduler: run each engine on one core per worker (local:N on CPUs 0..N-1): "
+                         "scaling with cores, not only with worker processes")
     args = ap.parse_args()
     assignment = args.assignment or pick_assignment()
     source = ROOT / "notebooks" / assignment / f"{assignment}.ipynb"
@@ -303,7 +339,7 @@ def main() -> int:
     if args.scheduler:
         print(f"machine: {platform.machine()} | cores {os.cpu_count()} | python {platform.python_version()}"
               f" | assignment {assignment}, {len(subs)} submissions")
-        run_engines(assignment, source, subs, args.scheduler, args.workers, work)
+        run_engines(assignment, source, subs, args.scheduler, args.workers, work, pin=args.pin)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         return 0
