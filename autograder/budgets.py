@@ -56,8 +56,10 @@ def limits_from_config(course_dir: str | os.PathLike) -> Any:
         cfg = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
     except Exception:  # noqa: BLE001 - a broken config: nbgrader itself reports it
         return Limits()
-    section = cfg.DlkitGrader if "DlkitGrader" in cfg else {}
-    given = {k: section[k] for k in LIMIT_TRAITS if k in section}
+    given: dict[str, Any] = {}
+    for name in ("SandboxBudgets", "DlkitGrader"):     # as traitlets applies them: the subclass wins
+        section = cfg[name] if name in cfg else {}
+        given.update((k, section[k]) for k in LIMIT_TRAITS if k in section)
     try:
         return SandboxBudgets(**given).limits()
     except (TraitError, TypeError, ValueError) as exc:

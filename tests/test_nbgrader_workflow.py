@@ -418,6 +418,16 @@ def test_sandbox_limits_come_from_nbgrader_config(tmp_path: Path) -> None:
     got = limits_from_config(tmp_path)
     assert (got.memory_mb, got.submission_s, got.cpu_s) == (2048, 90.5, Limits().cpu_s)
     assert limits_from_config(ROOT) == Limits()        # the kit's own config sets none
+    # the traits' own section, as nbgrader autograde reads it (DlkitGrader inherits them)
+    (tmp_path / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.SandboxBudgets.cpu_s = 9\nc.SandboxBudgets.nproc = 5\nc.DlkitGrader.nproc = 6\n")
+    got = limits_from_config(tmp_path)
+    assert (got.cpu_s, got.nproc) == (9, 6)
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from autograder.preprocessors import DlkitGrader
+    nbgrader_sees = DlkitGrader(config=PyFileConfigLoader("nbgrader_config.py", path=str(tmp_path)).load_config())
+    assert nbgrader_sees.limits() == got
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.DlkitGrader.memory_mb = 'lots'\n")
     with pytest.raises(HarnessError, match="memory_mb"):
         limits_from_config(tmp_path)
