@@ -60,6 +60,7 @@ from typing import Any, Iterator
 
 from . import gradebook as gbook
 from . import safefile
+from .budgets import limits_from_config
 from .feedback import atomic_write, check_messages, ensure_release_files, printable, show_check_results
 from .harness import (HARNESS_VERSION, MAX_NOTEBOOK_BYTES, HarnessError, REPO, build_student_edition,
                       checks_dir, checks_fingerprint, grade)
@@ -239,10 +240,10 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _pool_init(assignment: str, checks_root: str | None, kit: str | None, isolate: bool,
-               parent: int) -> None:
+               parent: int, limits: Any = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is handled by the main process
     _die_with_parent(parent)
-    _POOL.update(assignment=assignment, checks_root=checks_root, kit=kit, isolate=isolate)
+    _POOL.update(assignment=assignment, checks_root=checks_root, kit=kit, isolate=isolate, limits=limits)
 
 
 def _pool_ready() -> None:
@@ -254,20 +255,12 @@ def _pool_grade(student: str, notebook: str, within: str, problem: str | None,
     try:
         results = grade(_POOL["assignment"], notebook, checks_root=_POOL["checks_root"],
                         student_dlkit=_POOL["kit"], isolate=_POOL["isolate"], within=within,
-                        problem=problem, limits=_course_limits(within), quick=quick)
+                        problem=problem, limits=_POOL["limits"], quick=quick)
         return student, results, None
     except HarnessError as exc:
         return student, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - reported, not recorded
         return student, None, f"{type(exc).__name__}: {exc}"
-
-
-def _course_limits(course_dir: str) -> Any:
-    """The sandbox limits the course's nbgrader_config.py sets (``c.DlkitGrader.*``), read once."""
-    if _POOL.get("limits_for") != course_dir:
-        from .budgets import limits_from_config
-        _POOL["limits"], _POOL["limits_for"] = limits_from_config(course_dir), course_dir
-    return _POOL["limits"]
 
 
 def _deferred(job: Job, results: dict[str, Any]) -> bool:
@@ -552,6 +545,7 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
     cells = gbook.source_grade_cells(source) if source else []
     file_stem = source.stem if source else assignment
     checks_fp = checks_fingerprint(folder)
+    limits = limits_from_config(course)   # the course's sandbox budgets, for every engine
 
     failures: list[str] = []          # not graded (harness errors, unusable student ids): nothing recorded
     unrecorded: list[str] = []        # graded, but recording failed
@@ -564,11 +558,11 @@ def run_batch(course_dir: str | os.PathLike, assignment: str, *, workers: int = 
             from .distributed import DaskEngine
             pool = DaskEngine(scheduler, assignment=assignment, checks_folder=folder, checks_fp=checks_fp,
                               kit=kit, isolate=isolate, allow_weak=allow_weak_isolation, course=course,
-                              quick=quick_pass)
+                              limits=limits, quick=quick_pass)
             workers = pool.workers
         else:
             pool = _Pool(workers, (assignment, None if checks_root is None else str(checks_root), kit,
-                                   isolate, os.getpid()), quick=quick_pass)
+                                   isolate, os.getpid(), limits), quick=quick_pass)
         try:
             def submit(job: Job, key: str) -> None:
                 """Grade in the pool: a notebook, or a submission with a problem (all checks 0)."""

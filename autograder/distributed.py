@@ -140,13 +140,6 @@ def _scratch() -> Path:
     return _STATE["dir"]
 
 
-def _limits_of(course: Any) -> Any:
-    """The sandbox limits ``course``'s nbgrader_config.py sets (the batch's local pool uses the
-    same), or None for the defaults."""
-    from .budgets import limits_from_config
-    return limits_from_config(course) if course is not None else None
-
-
 def _worker_name() -> str:
     try:
         from distributed import get_worker
@@ -279,7 +272,7 @@ class DaskEngine:
     :class:`autograder.batch._Pool` (see the module docstring)."""
 
     def __init__(self, scheduler: str, *, assignment: str, checks_folder: Path, checks_fp: str,
-                 kit: str | None, isolate: bool, allow_weak: bool, course: Path,
+                 kit: str | None, isolate: bool, allow_weak: bool, course: Path, limits: Any = None,
                  window: int | None = None, log: Any = None, quick: bool = True) -> None:
         distributed = _import_distributed()
         self.quick = quick
@@ -309,8 +302,8 @@ class DaskEngine:
         self.base = {"assignment": assignment, "checks": checks_bundle(checks_folder), "checks_fp": checks_fp,
                      "harness_version": HARNESS_VERSION, "isolate": isolate, "allow_weak": allow_weak,
                      "kit": kit if address is None else None,
-                     # the course's sandbox budgets (nbgrader_config.py), read here, on the TA's side
-                     "limits": _limits_of(course)}
+                     # the course's sandbox budgets (nbgrader_config.py), read on the TA's side
+                     "limits": limits}
         self.checks_fp = checks_fp
         # future -> (job, journal key, path, within, quick pass?)
         self.pending: dict[Any, tuple[Any, str, str, Path, bool]] = {}

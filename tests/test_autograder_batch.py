@@ -171,6 +171,22 @@ def test_batch_harness_errors_exit_nonzero(tmp_path: Path, template_db: Path) ->
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
+def test_course_budgets_apply_and_a_bad_one_stops_the_batch(tmp_path: Path, template_db: Path) -> None:
+    """The sandbox budgets of the course's nbgrader_config.py reach the local pool's sandboxes
+    (read once, by the batch); one of the wrong type stops the batch before anything is graded."""
+    cdir, checks = make_course(tmp_path, template_db, {"alice": course.CORRECT})
+    (cdir / "nbgrader_config.py").write_text("c = get_config()\nc.DlkitGrader.memory_mb = 1000\n")
+    proc = run_batch(cdir, checks, "--no-quick-pass")
+    assert proc.returncode == 0, proc.stderr
+    sandbox = results(cdir, "alice")["sandbox"]       # the default budget is 1536 MB
+    assert "1000 MB" in sandbox["memory"] or f"RLIMIT_AS {1000 // sandbox['processes']} MB" in sandbox["memory"]
+    (cdir / "nbgrader_config.py").write_text("c = get_config()\nc.DlkitGrader.memory_mb = 'lots'\n")
+    before = gradebook(cdir)
+    proc = run_batch(cdir, checks, "--force")
+    assert proc.returncode == 2 and "memory_mb" in proc.stderr and "nbgrader_config.py" in proc.stderr
+    assert gradebook(cdir) == before
+
+
 def test_record_many_is_one_transaction(tmp_path: Path, template_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """nbgrader's helpers commit after every row; record_many still writes all or nothing: a
     failure on the third record leaves the first two unwritten, and the same records written
