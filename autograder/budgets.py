@@ -4,7 +4,7 @@
 ``nbgrader autograde`` (the :class:`autograder.preprocessors.DlkitGrader` preprocessor inherits
 these traits from :class:`SandboxBudgets`) and ``make grade`` / ``python -m autograder batch``
 (:func:`limits_from_config`).  Reading them costs traitlets alone: importing nbgrader, nbconvert
-and nbformat to learn seven numbers took 1.5 s of CPU, before a Dask batch could send its first
+and nbformat to learn seven numbers took about 1.8 s of CPU, before a Dask batch could send its first
 submission and in every process of the local pool.
 """
 from __future__ import annotations

@@ -582,7 +582,7 @@ def _results_in(cdir: Path, student: str) -> dict:
     "not a time", "2026-11-30 25:00:00 UTC", "a b c d", "12:00", "1e308", "9" * 40, "2026-11-30 12:00:00 UTC x",
 ])
 def test_timestamps_are_judged_as_nbgrader_judges_them(text: str) -> None:
-    """The batch checks timestamp.txt without importing nbgrader (2.4 s of CPU before the first
+    """The batch checks timestamp.txt without importing nbgrader (about 1.8 s of CPU before the first
     submission could be sent): its parser must accept and refuse exactly what nbgrader's
     ``parse_utc`` (which the gradebook applies later) accepts and refuses, with the same time."""
     from nbgrader.utils import parse_utc

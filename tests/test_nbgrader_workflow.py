@@ -435,7 +435,7 @@ def test_sandbox_limits_come_from_nbgrader_config(tmp_path: Path) -> None:
 
 def test_sandbox_limits_are_read_without_nbgrader(tmp_path: Path) -> None:
     """The batch's client and its pool processes learn the budgets without importing nbgrader,
-    nbconvert or nbformat (1.5 s of CPU before a Dask batch could send its first submission)."""
+    nbconvert or nbformat (about 1.8 s of CPU before a Dask batch could send its first submission)."""
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()\nc.DlkitGrader.cpu_s = 7\n")
     code = ("import sys; from autograder.budgets import limits_from_config; "
             f"assert limits_from_config({str(tmp_path)!r}).cpu_s == 7; "
