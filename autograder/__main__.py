@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         "grade; by default they refuse")
     b.add_argument("--no-quick-pass", action="store_true",
                    help="grade each submission once with the full budgets (by default a quick pass with "
-                        "a fifth of every budget comes first, and only submissions that run out of one, or "
+                        "a tenth of every budget comes first, and only submissions that run out of one, or "
                         "crash, are graded again with the full budgets, after the others)")
     sub.add_parser("release", help="build the student edition (see autograder/release.py)")
     sub.add_parser("gradescope", help="write a Gradescope autograder zip (see autograder/gradescope.py)")

@@ -55,8 +55,8 @@ and an infinite loop costs about 1 s instead of 5.  When either is exceeded the 
 :class:`StudentTimeout`.  A function that already ran out of time, or killed its worker (exit,
 signal, memory), in an earlier check of the same submission gets short budgets in later checks
 (0.2 s of CPU, ``max(0.5 s, timeout / 10)`` of wall time), so one infinite loop costs one full
-budget.  A worker that dies (exit, signal,
-memory) raises :class:`StudentCrash`; the next check gets a fresh worker.
+budget.  A worker that dies (exit, signal, memory) raises :class:`StudentCrash`; the next check
+gets a fresh worker.
 """
 from __future__ import annotations
 
